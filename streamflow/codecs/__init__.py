@@ -1,0 +1,6 @@
+"""Codecs: bytes <-> values. Importing this package registers the built-in ones."""
+
+from .base import Codec, get_codec
+from . import text as _text  # noqa: F401  (registers json, lines, raw)
+
+__all__ = ["Codec", "get_codec"]

@@ -1,0 +1,177 @@
+"""Error policies (contract 5): what a stage does with an event it cannot process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .batch import Batch
+from .message import Message
+
+log = logging.getLogger("streamflow.errors")
+
+PolicyName = Literal["fail", "skip", "retry", "dead_letter"]
+
+
+class ConfigError(Exception):
+    """A pipeline definition is invalid; raised before any I/O (exit code 2)."""
+
+
+class PipelineFailed(Exception):
+    """The pipeline stopped because a stage's `fail` policy fired or a stage crashed (exit 1)."""
+
+
+class ErrorPolicy(BaseModel):
+    """What to do when an event fails in a stage.
+
+    ``fail`` stops the pipeline (the event's position is not committed);
+    ``skip`` drops it; ``retry`` tries again up to ``max_attempts`` times with
+    exponential backoff and jitter, then applies ``then``; ``dead_letter``
+    writes the original payload and the error to the pipeline's dead-letter
+    sink. Every handled error is counted and logged with its source position.
+    In YAML either a bare name (``on_error: skip``) or a mapping.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: PolicyName = "fail"
+    max_attempts: int = Field(3, ge=1, description="total attempts for `retry`, the first included")
+    backoff: float = Field(0.1, ge=0, description="first retry delay in seconds")
+    max_backoff: float = Field(10.0, ge=0, description="cap of the retry delay")
+    then: Literal["fail", "skip", "dead_letter"] = Field(
+        "fail", description="policy applied once `retry` runs out of attempts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"policy": data}
+        return data
+
+    def uses_dead_letter(self) -> bool:
+        return self.policy == "dead_letter" or (self.policy == "retry" and self.then == "dead_letter")
+
+    def delay(self, attempt: int) -> float:
+        """Backoff before retry number ``attempt`` (1-based): exponential, full jitter."""
+        cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return random.uniform(cap / 2, cap) if cap > 0 else 0.0
+
+
+def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts: int) -> Message:
+    """The dead-letter record of ``msg``: original bytes, error, stage and source position.
+
+    The record is both a mapping (for file/stdout sinks) and headers (for Kafka).
+    """
+    payload: Any
+    if isinstance(msg.raw, str):
+        payload = msg.raw
+    elif msg.raw is not None:
+        try:
+            payload = msg.raw.decode()
+        except UnicodeDecodeError:
+            payload = msg.raw.hex()
+    else:
+        payload = msg.value if not isinstance(msg.value, bytes) else msg.value.decode("utf-8", "replace")
+    err = f"{type(error).__name__}: {error}"
+    record = {
+        "error": err,
+        "stage": stage,
+        "attempts": attempts,
+        "source": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
+        "payload": payload,
+    }
+    headers = list(msg.headers or ())
+    headers += [
+        ("streamflow.error", err.encode()),
+        ("streamflow.stage", stage.encode()),
+        ("streamflow.attempts", str(attempts).encode()),
+    ]
+    if msg.topic is not None:
+        headers.append(("streamflow.source.topic", str(msg.topic).encode()))
+    if msg.partition is not None:
+        headers.append(("streamflow.source.partition", str(msg.partition).encode()))
+    if msg.offset is not None:
+        headers.append(("streamflow.source.offset", str(msg.offset).encode()))
+    return Message(record, msg.key, headers, msg.timestamp, msg.topic, msg.partition, msg.offset,
+                   msg.raw if msg.raw is not None else None)
+
+
+class Outcome:
+    """Result markers of `ErrorHandler.handle`."""
+
+    SKIPPED = object()
+    DEAD = object()
+
+
+class ErrorHandler:
+    """Applies one stage's `ErrorPolicy` to failing events, counting and logging each."""
+
+    def __init__(self, stage: str, policy: ErrorPolicy, stats: Any = None,
+                 dead_letter: Callable[[Batch], Awaitable[None]] | None = None) -> None:
+        self.stage = stage
+        self.policy = policy
+        self.stats = stats
+        self.dead_letter = dead_letter
+
+    async def handle(self, msg: Message, error: BaseException,
+                     retry: Callable[[], Any] | None = None, batch: Batch | None = None) -> Any:
+        """Resolve a failure of ``msg`` (which came in ``batch``).
+
+        Returns a value (a retry succeeded), `Outcome.SKIPPED` or `Outcome.DEAD`,
+        or raises `PipelineFailed`. A dead-letter record holds the acks of
+        ``batch`` until the dead-letter sink has written it.
+        """
+        policy = self.policy
+        attempts = 1
+        action = policy.policy
+        if action == "retry":
+            while attempts < policy.max_attempts and retry is not None:
+                self._count("retries")
+                delay = policy.delay(attempts)
+                log.warning("stage %s: %s at %s; retry %d/%d in %.2fs", self.stage,
+                            _describe(error), msg.position(), attempts, policy.max_attempts - 1, delay)
+                await asyncio.sleep(delay)
+                attempts += 1
+                try:
+                    result = retry()
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return result
+                except Exception as exc:  # noqa: BLE001 - user code may raise anything
+                    error = exc
+            action = policy.then
+        self._count("errors")
+        if action == "skip":
+            self._count("skipped")
+            log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error))
+            return Outcome.SKIPPED
+        if action == "dead_letter":
+            self._count("dead_lettered")
+            log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
+                        _describe(error))
+            if self.dead_letter is None:
+                raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
+                                     "pipeline has no dead_letter sink")
+            record = dead_letter_message(msg, error, self.stage, attempts)
+            acks = batch.acks if batch is not None else ()
+            for a in acks:
+                a.retain()
+            await self.dead_letter(Batch([record], acks))
+            return Outcome.DEAD
+        log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error))
+        raise PipelineFailed(f"stage {self.stage!r} failed on event at {msg.position()}: "
+                             f"{_describe(error)}") from error
+
+    def _count(self, what: str) -> None:
+        if self.stats is not None:
+            self.stats.count(what)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,75 @@
+"""Registries of component types by name: how YAML `type:` strings find their classes."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+T = TypeVar("T", bound=type)
+
+#: Packages whose modules register the built-in components on import.
+BUILTIN_PACKAGES = ("streamflow.codecs", "streamflow.connectors", "streamflow.transforms")
+#: Entry-point group third-party packages use to register their own components.
+PLUGIN_GROUP = "streamflow.plugins"
+
+
+class UnknownType(KeyError):
+    """No component of that kind is registered under that name."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        super().__init__(name)
+        self.kind, self.name, self.known = kind, name, known
+
+    def __str__(self) -> str:
+        return f"unknown {self.kind} type {self.name!r}; expected one of: {', '.join(self.known)}"
+
+
+class Registry(Generic[T]):
+    """Name -> class for one kind of component (source, sink, transform, codec)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._types: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: make the class available as ``type: name``."""
+        def decorate(cls: T) -> T:
+            if name in self._types and self._types[name] is not cls:
+                raise ValueError(f"{self.kind} type {name!r} registered twice")
+            self._types[name] = cls
+            cls.type_name = name  # type: ignore[attr-defined]
+            return cls
+        return decorate
+
+    def get(self, name: str) -> T:
+        load_builtins()
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownType(self.kind, name, sorted(self._types)) from None
+
+    def names(self) -> list[str]:
+        load_builtins()
+        return sorted(self._types)
+
+
+SOURCES: Registry[type] = Registry("source")
+SINKS: Registry[type] = Registry("sink")
+TRANSFORMS: Registry[type] = Registry("transform")
+CODECS: Registry[type] = Registry("codec")
+
+_loaded = False
+
+
+def load_builtins() -> None:
+    """Import the built-in component packages and installed plugins (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package in BUILTIN_PACKAGES:
+        importlib.import_module(package)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        ep.load()

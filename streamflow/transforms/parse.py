@@ -1,0 +1,58 @@
+"""parse: decode raw payloads with a codec; undecodable events go to the error policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..codecs import get_codec
+from ..core.batch import Batch
+from ..core.message import Message
+from ..core.registry import CODECS, TRANSFORMS
+from ..core.stage import TransformConfig
+from .base import EventTransform
+
+
+class ParseConfig(TransformConfig):
+    codec: str = Field("json", description="codec that decodes the payload (json, lines, raw, csv …)")
+
+    @field_validator("codec")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        CODECS.get(v)
+        return v
+
+
+@TRANSFORMS.register("parse")
+class Parse(EventTransform):
+    """Decode each event's bytes into a value; keeps the bytes in ``Message.raw``."""
+
+    Config = ParseConfig
+    config: ParseConfig
+
+    def __init__(self, config: Any = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.codec = get_codec(self.config.codec)
+
+    def call(self, msg: Message) -> Any:
+        data = msg.value
+        if isinstance(data, str):
+            data = data.encode()
+        return self.codec.decode(data)
+
+    def emit(self, msg: Message, result: Any, out: list[Message]) -> None:
+        if msg.raw is None and isinstance(msg.value, (bytes, str)):
+            msg.raw = msg.value if isinstance(msg.value, bytes) else msg.value.encode()
+        msg.value = result
+        out.append(msg)
+
+    def fast(self, batch: Batch) -> Batch:
+        decode = self.codec.decode
+        msgs = batch.messages
+        values = [decode(m.value) for m in msgs]
+        for m, v in zip(msgs, values):
+            if m.raw is None:
+                m.raw = m.value
+            m.value = v
+        return batch
