@@ -194,7 +194,7 @@ class Runner:
 
     def _result(self) -> RunResult:
         elapsed = time.monotonic() - self.started_at
-        stats = list(self.stats.values())
+        stats = [self.stats[c.name] for c in self.pipeline.stages() if c.name in self.stats]
         if self._failure is not None:
             reason = self._reason or f"failed: {self._failure}"
             return RunResult(EXIT_FAILED, reason, elapsed, stats, self._failure)

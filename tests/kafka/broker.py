@@ -65,10 +65,12 @@ __all__ = [
     "KAFKA_VERSION",
     "KafkaHarnessError",
     "KafkaBroker",
+    "default_cache_dir",
     "ensure_jars",
     "external_bootstrap",
     "find_java",
     "find_mvn",
+    "kafka_version",
 ]
 
 #: Default Apache Kafka version (must exist on Maven Central as
@@ -987,7 +989,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.fetch_only:
         started = time.monotonic()
-        lib = ensure_jars(quiet=False)
+        try:
+            lib = ensure_jars(quiet=False)
+        except KafkaHarnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         jars = list(lib.glob("*.jar"))
         size = sum(j.stat().st_size for j in jars)
         print(f"Kafka {kafka_version()}: {len(jars)} jars, {size / 2**20:.1f} MiB in {lib} "
@@ -1012,9 +1018,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         broker.stop()
         return 1
-    for spec in args.topic:
-        name, _, parts = spec.partition(":")
-        broker.create_topic(name, int(parts or 3))
+    try:
+        for spec in args.topic:
+            name, _, parts = spec.partition(":")
+            broker.create_topic(name, int(parts or 3))
+    except KafkaHarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        broker.close()
+        return 1
     print(broker.bootstrap, flush=True)
     print(f"[kafka harness] Kafka {kafka_version()} ready in {broker.last_start_seconds:.1f}s; "
           f"controller 127.0.0.1:{broker.controller_port}; pid {broker.pid}; "
