@@ -336,8 +336,9 @@ class Runner:
 
     async def _transform_loop(self, t: Transform, inp: Channel, out: Channel) -> None:
         stats = self.stats[t.name]
+        next_batch = self._ticking_get(t, inp, out, stats) if t.tick_interval else inp.get
         try:
-            while (batch := await inp.get()) is not None:
+            while (batch := await next_batch()) is not None:
                 stats.events_in += len(batch.messages)
                 stats.batches_in += 1
                 started = time.perf_counter()
@@ -350,6 +351,29 @@ class Runner:
             await self._emit(await t.flush(), out, stats)
         finally:
             out.close()
+
+    def _ticking_get(self, t: Transform, inp: Channel, out: Channel,
+                     stats: StageStats) -> Callable[[], Awaitable[Batch | None]]:
+        """`inp.get` that meanwhile calls ``t.tick()`` every ``t.tick_interval`` seconds and emits its result."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + (t.tick_interval or 0.0)
+
+        async def get() -> Batch | None:
+            nonlocal next_tick
+            getter = asyncio.ensure_future(inp.get())
+            try:
+                while True:
+                    remaining = next_tick - loop.time()
+                    if remaining > 0:
+                        done, _ = await asyncio.wait({getter}, timeout=remaining)
+                        if done:
+                            return getter.result()
+                    await self._emit(await t.tick(), out, stats)
+                    next_tick = loop.time() + (t.tick_interval or 0.0)
+            finally:
+                getter.cancel()
+
+        return get
 
     async def _transform_concurrent(self, t: Transform, inp: Channel, out: Channel) -> None:
         """Up to ``t.concurrency`` batches in `process` at once; in input order if ``t.ordered``.
@@ -448,6 +472,8 @@ class Runner:
                 if attempt:
                     log.info("sink %s recovered after %d retries", sink.name, attempt)
                 return
+            except PipelineFailed:  # the sink decided the pipeline cannot go on
+                raise
             except Exception as exc:  # noqa: BLE001 - any sink failure is retried
                 attempt += 1
                 self.stats[sink.name].retries += 1

@@ -127,9 +127,13 @@ class Source(Component):
         if positions:
             try:
                 await self.checkpoint(positions)
-            except BaseException:
+            except BaseException as exc:
                 self.tracker.restore_dirty(positions)
+                if self.ctx is not None and isinstance(exc, Exception):
+                    self.ctx.stats.commit_errors += 1
                 raise
+            if self.ctx is not None:
+                self.ctx.stats.commits += 1
 
     async def checkpoint(self, positions: dict[Any, Any]) -> None:
         """Write ``positions`` (partition -> resume position) durably. Default: nothing."""
@@ -156,9 +160,16 @@ class Transform(Component):
     concurrency: int = 1
     #: Whether outputs must leave in input order when ``concurrency > 1``.
     ordered: bool = True
+    #: Seconds between calls of `tick` (None: never). For transforms that emit on a
+    #: timer (batch timeouts, processing-time windows); honoured when ``concurrency`` is 1.
+    tick_interval: float | None = None
 
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
         raise NotImplementedError
+
+    async def tick(self) -> Batch | list[Batch] | None:
+        """Emit what became due since the last call; called every `tick_interval` seconds."""
+        return None
 
     async def flush(self) -> list[Batch]:
         """Emit what is held back, at end of stream or shutdown."""

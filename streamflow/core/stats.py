@@ -21,6 +21,8 @@ class StageStats:
     dead_lettered: int = 0
     filtered: int = 0
     busy_seconds: float = 0.0
+    commits: int = 0
+    commit_errors: int = 0
 
     def count(self, what: str, n: int = 1) -> None:
         setattr(self, what, getattr(self, what) + n)

@@ -1,0 +1,127 @@
+"""`Document`: a parsed YAML pipeline file that remembers the line and column of every node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from .errors import Issue, InvalidConfig
+
+#: A path into the config tree: mapping keys and list indexes.
+KeyPath = tuple[str | int, ...]
+
+
+def format_path(path: KeyPath) -> str:
+    """``("sinks", 0, "path")`` -> ``sinks[0].path``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _plain_scalar(value: Any) -> Any:
+    # ruamel's round-trip scalars (ScalarFloat, HexInt, …) become plain Python values
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+class Document:
+    """The YAML tree of one pipeline file plus where each value came from.
+
+    Positions are looked up by key path, so a value keeps its line after
+    interpolation or validation. Values set by ``--set`` overrides are
+    located by the override that set them.
+    """
+
+    def __init__(self, filename: str, root: Any) -> None:
+        self.filename = filename
+        self.root = root
+        #: key path -> ``--set`` expression, for values that came from the command line
+        self.overrides: dict[KeyPath, str] = {}
+
+    @classmethod
+    def parse(cls, text: str, filename: str) -> Document:
+        """Parse YAML text; a syntax error raises `InvalidConfig` with ruamel's line."""
+        try:
+            root = YAML(typ="rt").load(text)
+        except YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            context = getattr(exc, "context", None)
+            message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+            line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            raise InvalidConfig([Issue(f"{filename}:{line}:{col}", "", message, line, col)]) from None
+        return cls(filename, root)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Document:
+        """Read and parse a YAML file."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidConfig([Issue(str(path), "", f"cannot read the pipeline file: {exc}")]) from None
+        return cls.parse(text, str(path))
+
+    # -- positions ----------------------------------------------------------
+    def _walk(self, path: KeyPath, at: str) -> tuple[int, tuple[int, int]]:
+        """How many leading parts of ``path`` exist, and the 0-based position of the deepest."""
+        node = self.root
+        lc = getattr(node, "lc", None)
+        pos = (lc.line, lc.col) if lc is not None and lc.line is not None else (0, 0)
+        depth = 0
+        for i, part in enumerate(path):
+            if isinstance(node, CommentedMap) and not isinstance(part, int) and part in node:
+                where = node.lc.key if at == "key" and i == len(path) - 1 else node.lc.value
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                where = node.lc.item
+            else:
+                break
+            try:
+                line, col = where(part)
+                pos = (line, col)
+            except (KeyError, TypeError, IndexError):  # e.g. keys added by --set or merge keys
+                pass
+            node = node[part]
+            depth += 1
+        return depth, pos
+
+    def existing(self, path: KeyPath) -> KeyPath:
+        """The longest prefix of ``path`` that exists in the tree."""
+        return path[: self._walk(path, "value")[0]]
+
+    def location(self, path: KeyPath, at: str = "value") -> tuple[str, int, int]:
+        """``file:LINE:COL`` of the value (``at="key"``: the key) at ``path``, line and column."""
+        for prefix, expr in self.overrides.items():
+            if path[: len(prefix)] == prefix:
+                return f"{self.filename}: --set {expr}", 0, 0
+        _, (line, col) = self._walk(path, at)
+        return f"{self.filename}:{line + 1}:{col + 1}", line + 1, col + 1
+
+    def issue(self, path: KeyPath, message: str, at: str = "value", shown: KeyPath | None = None) -> Issue:
+        """An `Issue` located at ``path``; ``shown`` is the field path printed (default ``path``)."""
+        location, line, col = self.location(path, at)
+        return Issue(location, format_path(path if shown is None else shown), message, line, col)
+
+    # -- data -----------------------------------------------------------------
+    def to_plain(self, on_string: Callable[[str, KeyPath], Any] | None = None) -> Any:
+        """The tree as plain dicts, lists and scalars; ``on_string`` may rewrite each string value."""
+
+        def convert(node: Any, path: KeyPath) -> Any:
+            if isinstance(node, dict):
+                return {_plain_scalar(k): convert(v, (*path, k)) for k, v in node.items()}
+            if isinstance(node, list):
+                return [convert(v, (*path, i)) for i, v in enumerate(node)]
+            value = _plain_scalar(node)
+            if isinstance(value, str) and on_string is not None:
+                return on_string(value, path)
+            return value
+
+        return convert(self.root, ())

@@ -1,0 +1,126 @@
+"""The operations HTTP server: ``/metrics``, ``/healthz`` and ``/readyz`` for container probes.
+
+* ``/metrics`` — the runner's `PipelineMetrics` in the Prometheus text
+  format (OpenMetrics when the scraper asks for it).
+* ``/healthz`` — 200 as long as the event loop answers. It is served by the
+  loop itself, so a blocked or dead loop fails the liveness probe.
+* ``/readyz`` — 200 only while `Runner.ready` (running, every source and sink
+  connected); 503 with a JSON reason while starting, draining or stopped,
+  so a load balancer or Kubernetes stops routing to a pod that is going away.
+
+`serve` is a runner *watcher*: the runner starts it as a task before it opens
+any stage (``/readyz`` says 503 while sources connect) and cancels it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from .metrics import PipelineMetrics
+
+if TYPE_CHECKING:
+    from ..core.runner import Runner
+
+log = logging.getLogger("streamflow.http")
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+class OpsServer:
+    """The /metrics, /healthz, /readyz server of one runner; an async context manager.
+
+    >>> async with OpsServer(runner, port=0) as server:
+    ...     print(server.port)
+    """
+
+    def __init__(self, runner: Runner, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.runner = runner
+        self.host = host
+        self.requested_port = port
+        self.metrics = PipelineMetrics.for_runner(runner)
+        self.port: int | None = None
+        self._web: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/healthz", self.handle_healthz)
+        app.router.add_get("/readyz", self.handle_readyz)
+        return app
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port (a free one when asked for 0)."""
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.requested_port, shutdown_timeout=1.0)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._web = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("serving /metrics, /healthz, /readyz on http://%s:%d", self.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._web is not None:
+            web_runner, self._web = self._web, None
+            await web_runner.cleanup()
+
+    async def __aenter__(self) -> OpsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- endpoints ---------------------------------------------------------
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(self.metrics.registry), headers={"Content-Type": content_type})
+
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok", "state": self.runner.state})
+
+    async def handle_readyz(self, request: web.Request) -> web.Response:
+        runner = self.runner
+        if runner.ready:
+            return _json(200, {"ready": True, "state": runner.state})
+        waiting = [c.name for c in runner.pipeline.stages() if not c.ready]
+        if runner.state != "running":
+            reason = f"pipeline is {runner.state}"
+        else:
+            reason = "not connected: " + ", ".join(waiting)
+        return _json(503, {"ready": False, "state": runner.state, "reason": reason, "not_ready": waiting})
+
+
+async def serve(runner: Runner, host: str = "127.0.0.1", port: int = 8080, *,
+                on_bound: Callable[[int], None] | None = None) -> None:
+    """Serve /metrics, /healthz and /readyz for ``runner`` until cancelled.
+
+    A runner watcher: ``Runner(pipeline, watchers=[functools.partial(serve, port=9000)])``.
+    ``on_bound`` receives the bound port (useful with ``port=0``).
+    """
+    server = OpsServer(runner, host, port)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot serve /metrics on %s:%d: %s", host, port, exc)
+        raise
+    try:
+        if on_bound is not None:
+            assert server.port is not None
+            on_bound(server.port)
+        await asyncio.Event().wait()  # until the runner cancels its watchers
+    finally:
+        await server.stop()
