@@ -5,13 +5,23 @@
 """
 
 from .core import (
-    Batch, ConfigError, ErrorPolicy, Message, Pipeline, PipelineFailed, RunResult, Runner, Sink,
-    Source, Transform,
+    Batch,
+    ConfigError,
+    ErrorPolicy,
+    Message,
+    Pipeline,
+    PipelineFailed,
+    Runner,
+    RunResult,
+    Sink,
+    Source,
+    Transform,
 )
+from .loading import load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "ConfigError", "ErrorPolicy", "Message", "Pipeline", "PipelineFailed", "RunResult",
-    "Runner", "Sink", "Source", "Transform", "__version__",
+    "Runner", "Sink", "Source", "Transform", "__version__", "load",
 ]

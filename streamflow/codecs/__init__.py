@@ -4,3 +4,4 @@ from .base import Codec, get_codec
 from . import text as _text  # noqa: F401  (registers json, lines, raw)
 
 __all__ = ["Codec", "get_codec"]
+from . import csv as _csv  # noqa: F401,E402  (registers csv)

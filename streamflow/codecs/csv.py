@@ -34,7 +34,7 @@ class CsvCodec(Codec):
             return row
         if len(row) != len(self.fields):
             raise ValueError(f"expected {len(self.fields)} CSV fields, got {len(row)}")
-        return dict(zip(self.fields, row))
+        return dict(zip(self.fields, row, strict=True))
 
     def encode(self, value: Any) -> bytes:
         return self.encode_many([value])[:-1]

@@ -9,7 +9,7 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .errors import Issue, InvalidConfig
+from .errors import InvalidConfig, Issue
 
 #: A path into the config tree: mapping keys and list indexes.
 KeyPath = tuple[str | int, ...]

@@ -18,8 +18,8 @@ import orjson
 from ..codecs.csv import CsvCodec
 from ..core.acks import Ack
 from ..core.batch import Batch
-from ..core.message import Message
 from ..core.errors import ErrorHandler
+from ..core.message import Message
 from ..core.stage import Source, StageContext
 
 #: Formats a line source can read.
@@ -75,7 +75,13 @@ class LineSplitter:
 # -- decoding ---------------------------------------------------------------
 
 class LineDecoder:
-    """Decodes the lines of one stream; `reset` when a new stream (file) starts."""
+    """Decodes the lines of one stream; `reset` when a new stream (file) starts.
+
+    ``decode`` raises on bad input; a decoder with ``skip_blank`` ignores blank
+    lines it cannot decode instead.
+    """
+
+    skip_blank: ClassVar[bool] = False
 
     def __init__(self, fields: Sequence[str] | None = None, header: bool = True) -> None:
         self.fields = fields
@@ -91,10 +97,8 @@ class LineDecoder:
 class JsonLinesDecoder(LineDecoder):
     """One JSON document per line (orjson); blank lines are skipped."""
 
-    def decode(self, line: bytes) -> Any:
-        if not line or line.isspace():
-            return SKIP
-        return orjson.loads(line)
+    skip_blank = True
+    decode = staticmethod(orjson.loads)  # type: ignore[assignment]
 
 
 class TextLinesDecoder(LineDecoder):
@@ -172,21 +176,25 @@ class LineSource(Source):
         Lines that fail to decode go to the source's error policy with their
         line number as offset and the line as raw bytes.
         """
-        decode = self.decoder.decode
+        decode, skip_blank = self.decoder.decode, self.decoder.skip_blank
         msgs: list[Message] = []
         bad: list[tuple[Message, Exception]] = []
         n = first_line
+        append = msgs.append
         for line in lines:
             n += 1
-            if line[-1:] == b"\r":
+            if line.endswith(b"\r"):
                 line = line[:-1]
             try:
                 value = decode(line)
             except Exception as exc:  # noqa: BLE001 - any decode failure goes to the policy
+                if skip_blank and (not line or line.isspace()):
+                    continue
                 bad.append((Message(line, topic=topic, partition=0, offset=n, raw=line), exc))
                 continue
             if value is not SKIP:
-                msgs.append(Message(value, topic=topic, partition=0, offset=n, raw=line))
+                # positional: (value, key, headers, timestamp, topic, partition, offset, raw)
+                append(Message(value, None, None, None, topic, 0, n, line))
         batch = Batch(msgs, [ack])
         if bad:
             errors = self.errors

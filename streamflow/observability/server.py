@@ -59,10 +59,10 @@ class OpsServer:
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (a free one when asked for 0)."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.requested_port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.host, self.requested_port)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -1,0 +1,378 @@
+"""kafka-enrich: JSON events on a 3-partition topic -> filter -> enrich -> another topic, offsets committed.
+
+Every variant consumes the same input topic with a fresh consumer group and
+writes a fresh output topic whose records get the broker's LogAppendTime.
+Throughput is measured from the first message the variant consumed (its own
+wall clock, reported as ``t_first``) to the broker append time of the last
+output record — the same end point for every variant, peers included. The
+parent then reads the output topic back and checks every record, and checks
+the group's committed offsets reached the end of the input.
+
+Variants: ``bare-aiokafka-send`` (one ``send()`` per event, futures awaited per
+fetched batch), ``bare-aiokafka-batch`` (``create_batch``/``send_batch`` per
+output partition: the ceiling of aiokafka), ``streamflow``, and the peers
+``quixstreams``, ``faust`` and ``bytewax`` (benchmarks/peers/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, ClassVar
+
+import orjson
+
+from . import data
+from .harness import Stopwatch, Workload, module_available
+
+PARTITIONS = 3
+#: Peer variant -> the module it needs.
+PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "bytewax"}
+
+
+class KafkaEnrich(Workload):
+    name = "kafka-enrich"
+    variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax")
+    peers = frozenset({"quixstreams", "faust", "bytewax"})
+    baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
+    default_n = 500_000
+    timeout = 300.0
+    needs_kafka: ClassVar[bool] = True
+    #: Variants that do not commit consumer-group offsets (and why).
+    no_commit: ClassVar[dict[str, str]] = {"bytewax": "bytewax keeps positions in its own recovery store"}
+
+    def unavailable(self, variant: str) -> str | None:
+        if variant in PEER_MODULES:
+            return module_available(PEER_MODULES[variant])
+        return None
+
+    def prepare(self) -> None:
+        assert self.opts.bootstrap, "kafka-enrich needs a broker"
+        self.bootstrap = self.opts.bootstrap
+        self.input_topic = f"sf-bench-in-v{data.DATA_VERSION}-{self.n}"
+        self.table = str(data.table_file())
+        self.expected = data.expected_enrich_digest(self.n)
+        self.end_offsets = asyncio.run(ensure_input(self.bootstrap, self.input_topic, self.n))
+
+    def params(self, variant: str, round_no: int) -> dict[str, Any]:
+        tag = f"{variant}-{round_no}-{uuid.uuid4().hex[:8]}"
+        out = f"sf-bench-out-{tag}"
+        asyncio.run(create_topic(self.bootstrap, out))
+        return {"n": self.n, "bootstrap": self.bootstrap, "input_topic": self.input_topic, "output_topic": out,
+                "group": f"sf-bench-{tag}", "table": self.table,
+                "end_offsets": {str(p): o for p, o in self.end_offsets.items()}}
+
+    def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
+        if result.get("unsupported"):
+            return result["unsupported"]
+        digest, last_append_ms, committed = asyncio.run(read_output(params, self.n))
+        error = digest.mismatch(self.expected)
+        if error:
+            return error
+        if variant not in self.no_commit:
+            want = {int(p): o for p, o in params["end_offsets"].items()}
+            if committed != want:
+                return f"committed offsets {committed} != end of input {want}"
+        else:
+            result["note"] = f"offsets not committed: {self.no_commit[variant]}"
+        # end point: the broker's append time of the last output record (the same for every variant)
+        result["t_last_append"] = last_append_ms / 1000
+        result["child_seconds"] = result["seconds"]
+        result["seconds"] = max(1e-6, last_append_ms / 1000 - result["t_first"])
+        return None
+
+    def cleanup_run(self, params: dict[str, Any]) -> None:
+        try:
+            asyncio.run(delete_topic(params["bootstrap"], params["output_topic"]))
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+    def summary(self, outcomes: list[Any]) -> list[str]:
+        by = {o.variant: o for o in outcomes if o.ok}
+        bare = max((by[v].median for v in self.baselines if v in by), default=0.0)
+        lines = []
+        if bare and "streamflow" in by:
+            sf = by["streamflow"].median
+            lines.append(f"kafka-enrich: streamflow / best bare aiokafka = {sf / bare:.2f} (target >= 0.90: "
+                         f"{'met' if sf / bare >= 0.9 else 'NOT met'})")
+            peers = {v: by[v].median for v in self.peers if v in by}
+            if peers:
+                best = max(peers, key=peers.__getitem__)
+                lines.append(f"kafka-enrich: streamflow / best peer ({best}) = {sf / peers[best]:.2f} "
+                             f"(target > 1: {'met' if sf > peers[best] else 'NOT met'})")
+        return lines
+
+    @classmethod
+    def run_variant(cls, variant: str, params: dict[str, Any]) -> dict[str, Any]:
+        if variant in PEER_MODULES:
+            from .peers import run_peer
+
+            return run_peer(variant, params)
+        import uvloop
+
+        fn = {"bare-aiokafka-send": bare_send, "bare-aiokafka-batch": bare_batch,
+              "streamflow": run_streamflow}[variant]
+        return uvloop.run(fn(params))
+
+
+# -- topics ------------------------------------------------------------------------------
+async def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> None:
+    """A topic whose records carry the broker's append time."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1,
+                                            topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+async def delete_topic(bootstrap: str, name: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: o for tp, o in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def ensure_input(bootstrap: str, topic: str, n: int) -> dict[int, int]:
+    """The input topic with events 0..n-1 (event i on partition i % 3); produced once per broker."""
+    ends = await end_offsets(bootstrap, topic)
+    if sum(ends.values()) == n and len(ends) == PARTITIONS:
+        return ends
+    if ends:
+        await delete_topic(bootstrap, topic)
+        await asyncio.sleep(1)
+    await create_topic(bootstrap, topic)
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                max_batch_size=1 << 20, max_request_size=4 << 20)
+    await producer.start()
+    try:
+        dumps = orjson.dumps
+        pending = []
+        for p in range(PARTITIONS):
+            batch = producer.create_batch()
+            for i in range(p, n, PARTITIONS):
+                value = dumps(data.make_event(i))
+                if batch.append(key=None, value=value, timestamp=None) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(key=None, value=value, timestamp=None)
+                if len(pending) > 16:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            if batch.record_count():
+                pending.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    ends = await end_offsets(bootstrap, topic)
+    if sum(ends.values()) != n:
+        raise RuntimeError(f"input topic {topic} has {sum(ends.values())} records, expected {n}")
+    return ends
+
+
+async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int, dict[int, int]]:
+    """Digest of the output topic, the last broker append time (ms), and the group's committed offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    bootstrap, topic = params["bootstrap"], params["output_topic"]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
+    await consumer.start()
+    builder = data.DigestBuilder()
+    last = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        loads = orjson.loads
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            got = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+            for tp, records in got.items():
+                builder.add_records(loads(r.value) for r in records)
+                if records:
+                    last = max(last, max(r.timestamp for r in records))
+                if await consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+    committed = await committed_offsets(bootstrap, params["group"], params["input_topic"])
+    return builder.digest(), last, committed
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out = {}
+        for p in range(PARTITIONS):
+            off = await consumer.committed(TopicPartition(topic, p))
+            if off is not None:
+                out[p] = off
+        return out
+    finally:
+        await consumer.stop()
+
+
+# -- bare aiokafka loops ---------------------------------------------------------------------
+def _transform_values(records: list[Any], index: dict[int, dict[str, Any]]) -> list[bytes]:
+    """parse -> filter -> enrich -> encode, as list comprehensions."""
+    loads, dumps = orjson.loads, orjson.dumps
+    values = [loads(r.value) for r in records]
+    kept = [v for v in values if v["amount"] >= 10.0]
+    for v in kept:
+        v.update(index[v["user_id"]])
+    return [dumps(v) for v in kept]
+
+
+async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    topic_in, topic_out = params["input_topic"], params["output_topic"]
+    ends = {TopicPartition(topic_in, int(p)): o for p, o in params["end_offsets"].items()}
+    index = data.table_index()
+    consumer = AIOKafkaConsumer(topic_in, bootstrap_servers=params["bootstrap"], group_id=params["group"],
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=1 << 20, fetch_max_wait_ms=100)
+    producer = AIOKafkaProducer(bootstrap_servers=params["bootstrap"], acks="all", enable_idempotence=True,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await consumer.start()
+    await producer.start()
+    consumed = 0
+    t_first = None
+    done: dict[Any, int] = {}
+    last_commit = time.monotonic()
+    with Stopwatch() as sw:
+        try:
+            while any(done.get(tp, 0) < end for tp, end in ends.items()):
+                got = await consumer.getmany(timeout_ms=200, max_records=5000)
+                if not got:
+                    continue
+                if t_first is None:
+                    t_first = time.time()
+                futures = []
+                for tp, records in got.items():
+                    if not records:
+                        continue
+                    consumed += len(records)
+                    values = _transform_values(records, index)
+                    if per_batch:
+                        futures += await _send_batches(producer, topic_out, tp.partition, values)
+                    else:
+                        send = producer.send
+                        futures += [await send(topic_out, v) for v in values]
+                    done[tp] = records[-1].offset + 1
+                await asyncio.gather(*futures)  # every output of this fetch is on the broker
+                if time.monotonic() - last_commit >= 1.0:
+                    await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in done.items()})
+                    last_commit = time.monotonic()
+            t_done = time.time()
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in done.items()})
+        finally:
+            await producer.stop()
+            await consumer.stop()
+    return sw.result(consumed, t_first=t_first, t_done=t_done)
+
+
+async def _send_batches(producer: Any, topic: str, partition: int, values: list[bytes]) -> list[Any]:
+    futures = []
+    batch = producer.create_batch()
+    for v in values:
+        if batch.append(key=None, value=v, timestamp=None) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            batch.append(key=None, value=v, timestamp=None)
+    if batch.record_count():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
+async def bare_send(params: dict[str, Any]) -> dict[str, Any]:
+    return await _bare(params, per_batch=False)
+
+
+async def bare_batch(params: dict[str, Any]) -> dict[str, Any]:
+    return await _bare(params, per_batch=True)
+
+
+# -- streamflow ---------------------------------------------------------------------------------
+def pipeline(params: dict[str, Any]) -> Any:
+    """The kafka-enrich job as a streamflow pipeline."""
+    from streamflow import Pipeline
+
+    import streamflow.connectors.kafka  # noqa: F401  (registers the kafka source and sink)
+    import streamflow.transforms.enrich  # noqa: F401
+
+    return (Pipeline("kafka-enrich")
+            .source("kafka", bootstrap_servers=params["bootstrap"], topics=[params["input_topic"]],
+                    group_id=params["group"])
+            .filter(data.keep)
+            .transform("enrich", table=params["table"], key="user_id", fields=["segment", "region"])
+            .sink("kafka", bootstrap_servers=params["bootstrap"], topic=params["output_topic"]))
+
+
+async def run_streamflow(params: dict[str, Any]) -> dict[str, Any]:
+    from streamflow.core.runner import Runner
+
+    ends = {int(p): o for p, o in params["end_offsets"].items()}
+    p = pipeline(params)
+    source = p.sources[0]
+    marks: dict[str, float] = {}
+
+    async def until_done(runner: Runner) -> None:
+        """Stop the pipeline once every input offset is acknowledged (all outputs on the broker)."""
+        stats = None
+        while True:
+            await asyncio.sleep(0.002)
+            if "first" not in marks:
+                stats = stats or runner.stats.get(source.name)
+                if stats is not None and stats.events_out:
+                    marks["first"] = time.time()
+                continue
+            wm = {tp.partition: o for tp, o in source.tracker.watermarks().items()}
+            if all(wm.get(part, 0) >= end for part, end in ends.items()):
+                marks["done"] = time.time()
+                runner.stop()
+                return
+
+    runner = Runner(p, handle_signals=False, watchers=[until_done])
+    with Stopwatch() as sw:
+        result = await runner.run()
+    if result.exit_code != 0:
+        raise RuntimeError(f"pipeline failed: {result.summary()}")
+    return sw.result(result.events_in, t_first=marks["first"], t_done=marks["done"])

@@ -1,0 +1,40 @@
+"""The demo pipeline of pipelines/demo.yaml, written with the Python API.
+
+    streamflow run pipelines/demo.py
+"""
+
+from __future__ import annotations
+
+import os
+
+from streamflow import Pipeline
+
+from pipelines.demo_functions import add_total, is_purchase
+
+pipeline = (
+    Pipeline("demo")
+    .source(
+        "generator",
+        count=int(os.environ.get("DEMO_EVENTS", "200000")),
+        batch_size=1000,
+        seed=42,
+        malformed_every=5000,
+        template={
+            "id": {"seq": True},
+            "type": {"choice": ["view", "view", "view", "purchase", "refund"]},
+            "product_id": {"choice": ["p1", "p2", "p3", "p4", "p5"]},
+            "quantity": {"int": [1, 9]},
+            "user": {"int": [1, 5000]},
+        },
+    )
+    .parse("json", on_error="dead_letter")
+    .filter(is_purchase)
+    .enrich(table="pipelines/data/products.csv", format="csv", key="product_id",
+            fields=["name", "category", "price"])
+    .map(add_total)
+    .sink("file", path="out/demo.jsonl", format="jsonl", mkdir=True)
+    .dead_letter("file", path="out/demo-dead-letter.jsonl", format="jsonl", mkdir=True)
+)
+
+if __name__ == "__main__":
+    raise SystemExit(pipeline.run().exit_code)

@@ -1,0 +1,152 @@
+"""The ``streamflow`` command: a thin shell over `streamflow.load` and `Pipeline.run`.
+
+    streamflow run pipeline.yaml --set source.count=10
+    streamflow validate pipeline.yaml
+    streamflow graph pipelines/orders.py:pipeline
+
+Exit codes: 0 completed or drained, 1 the pipeline failed, 2 config error,
+130 aborted by a second signal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from . import __version__
+from .core.errors import ConfigError
+from .core.pipeline import HttpSettings, Pipeline
+from .core.runner import EXIT_CONFIG, EXIT_OK, RunResult
+from .loading import load
+from .observability.logging import FORMATS, redact, setup_logging
+
+log = logging.getLogger("streamflow.cli")
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SERVER_MODULE = "streamflow.observability.server"
+
+Watcher = Callable[[Any], Awaitable[None]]
+
+pipeline_argument = click.argument("target", metavar="PIPELINE")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a value of a YAML pipeline, e.g. --set source.count=10 (repeatable).")
+
+
+def _load(target: str, overrides: tuple[str, ...]) -> Pipeline:
+    """Load and validate, or print the config errors to stderr and exit 2."""
+    try:
+        return load(target, overrides)
+    except ConfigError as exc:
+        click.echo(redact(str(exc)), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="streamflow", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Run streaming pipelines defined in YAML or Python."""
+    # like `python -m`: modules in the current directory can be named as 'module:function'
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+@cli.command()
+@pipeline_argument
+@set_option
+@click.option("--quiet", "-q", is_flag=True, help="No live progress, and no summary on success.")
+@click.option("--log-format", type=click.Choice(FORMATS), envvar="STREAMFLOW_LOG_FORMAT", show_envvar=True,
+              default="text", show_default=True, help="Human-readable text, or one JSON object per line.")
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), envvar="STREAMFLOW_LOG_LEVEL",
+              show_envvar=True, default=None, help="Default: INFO (WARNING with --quiet).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve /metrics, /healthz and /readyz on this port (overrides settings.http.port).")
+def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, log_level: str | None,
+        http_port: int | None) -> None:
+    """Run PIPELINE until its sources end or it is stopped.
+
+    PIPELINE is a YAML file, a Python file (file.py or file.py:attr) or
+    module:attr. Exit code 0: completed or drained after SIGTERM/SIGINT;
+    1: the pipeline failed; 2: config error; 130: aborted by a second signal.
+    """
+    setup_logging(log_format, log_level or ("WARNING" if quiet else "INFO"))
+    pipeline = _load(target, overrides)
+    if http_port is not None:
+        http = pipeline.settings.http or HttpSettings()
+        pipeline.settings = pipeline.settings.model_copy(update={"http": http.model_copy(update={"port": http_port})})
+    watchers = _http_watchers(pipeline)
+    if not quiet and log_format == "text" and sys.stderr.isatty():
+        from .observability.progress import progress
+
+        watchers.append(progress)
+    result: RunResult = pipeline.run(watchers=watchers)
+    _report(result, quiet, log_format)
+    raise SystemExit(result.exit_code)
+
+
+def _http_watchers(pipeline: Pipeline) -> list[Watcher]:
+    """A watcher serving the operations endpoints when ``settings.http`` is set (and the server exists)."""
+    http = pipeline.settings.http
+    if http is None:
+        return []
+    try:
+        server = importlib.import_module(SERVER_MODULE)
+    except ModuleNotFoundError as exc:  # not installed (or a dependency of it is missing)
+        log.warning("the HTTP server is not available (no module %r); not serving /metrics", exc.name)
+        return []
+    serve = getattr(server, "serve", None)
+    if serve is None:
+        log.warning("%s has no serve(); not serving /metrics", SERVER_MODULE)
+        return []
+    host, port = http.host, http.port
+    return [lambda runner: serve(runner, host, port)]
+
+
+def _report(result: RunResult, quiet: bool, log_format: str) -> None:
+    """The one-line summary on stderr (a JSON log line in JSON mode); on success nothing if quiet."""
+    if quiet and result.exit_code == EXIT_OK:
+        return
+    summary = redact(result.summary())
+    if log_format == "json":
+        level = logging.INFO if result.exit_code == EXIT_OK else logging.ERROR
+        log.log(level, summary, extra={"exit_code": result.exit_code, "events_in": result.events_in,
+                                       "events_out": result.events_out, "errors": result.errors,
+                                       "dead_lettered": result.dead_lettered,
+                                       "elapsed": round(result.elapsed, 3)})
+    else:
+        click.echo(summary, err=True)
+
+
+@cli.command()
+@pipeline_argument
+@set_option
+def validate(target: str, overrides: tuple[str, ...]) -> None:
+    """Check PIPELINE without running it.
+
+    Prints "ok: NAME (N stages)", or every error found and exits 2.
+    """
+    pipeline = _load(target, overrides)
+    click.echo(f"ok: {pipeline.name} ({len(pipeline.stages())} stages)")
+
+
+@cli.command()
+@pipeline_argument
+@set_option
+def graph(target: str, overrides: tuple[str, ...]) -> None:
+    """Print PIPELINE's graph as a Mermaid flowchart."""
+    click.echo(_load(target, overrides).graph(), nl=False)
+
+
+def main() -> None:
+    """Entry point of the ``streamflow`` script."""
+    cli(prog_name="streamflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""YAML -> `Pipeline`: parse, override, interpolate, validate every component, then build the graph.
+
+The YAML file is a serialization of the same graph the Python API builds:
+each component is looked up in its registry and built from its own
+``Config``, then assembled with the `Pipeline` builder methods. Every problem
+is collected (not just the first) and raised together as `InvalidConfig`,
+before any component is opened — no I/O happens here beyond reading the file
+and importing the user modules it names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..core.errors import ConfigError
+from ..core.pipeline import Pipeline
+from ..core.refs import resolve
+from ..core.registry import UnknownType
+from ..core.stage import Component
+from ..observability.logging import register_secret
+from .document import Document, KeyPath
+from .errors import InvalidConfig, Issue
+from .interpolate import InterpolationError, interpolate
+from .overrides import apply_overrides
+from .schema import ALTERNATIVES, SECTIONS, PipelineFile, Section, known_keys
+
+_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+#: A constructed component and, for sinks, its routing predicate.
+Built = tuple[Component, Callable[[Any], bool] | None]
+
+
+def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = (),
+              env: Mapping[str, str] | None = None) -> Pipeline:
+    """Build the `Pipeline` described by the YAML file at ``path``.
+
+    ``overrides`` are ``key.path=value`` strings (``--set``); ``env`` defaults
+    to ``os.environ``. The file's directory is put on ``sys.path`` so its
+    ``module:function`` references may name modules beside it. Raises
+    `InvalidConfig` listing every problem found.
+    """
+    doc = Document.read(path)
+    directory = str(Path(path).resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return build(doc, overrides, env)
+
+
+def loads_yaml(text: str, filename: str = "<string>", overrides: Iterable[str] = (),
+               env: Mapping[str, str] | None = None) -> Pipeline:
+    """Like `load_yaml`, from YAML text; ``filename`` is used in error messages."""
+    return build(Document.parse(text, filename), overrides, env)
+
+
+def build(doc: Document, overrides: Iterable[str] = (), env: Mapping[str, str] | None = None) -> Pipeline:
+    """Validate ``doc`` and assemble its `Pipeline`; raises `InvalidConfig`."""
+    return _Builder(doc, os.environ if env is None else env).build(overrides)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a choice is close to ``word``, else ``""``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Builder:
+    """One load of one document: collects issues, then builds the pipeline if there are none."""
+
+    def __init__(self, doc: Document, env: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.env = env
+        self.issues: list[Issue] = []
+        self.used_env: dict[str, str] = {}
+
+    def error(self, path: KeyPath, message: str, at: str = "value", shown: KeyPath | None = None) -> None:
+        self.issues.append(self.doc.issue(path, message, at, shown))
+
+    def build(self, overrides: Iterable[str]) -> Pipeline:
+        self.issues += apply_overrides(self.doc, overrides)
+        data = self.doc.to_plain(self._interpolate)
+        for name, value in self.used_env.items():
+            register_secret(name, value)
+        if not isinstance(data, dict):
+            self.error((), "expected a mapping with `name`, `source` and `sinks` at the top level")
+            raise InvalidConfig(self.issues)
+        top = self._validate(PipelineFile, data, ())
+        self._check_alternatives(data)
+        built = {section.key: self._section(section, data.get(section.key)) for section in SECTIONS}
+        if self.issues or not isinstance(top, PipelineFile):
+            raise InvalidConfig(self.issues)
+        return self._assemble(top, built)
+
+    def _check_alternatives(self, data: dict[str, Any]) -> None:
+        for one, many in ALTERNATIVES:
+            if data.get(one) is not None and data.get(many) is not None:
+                self.error((many,), f"give either `{one}` or `{many}`, not both", at="key")
+            elif one not in data and many not in data:
+                self.error((), "missing required key", shown=(f"{one} (or {many})",))
+
+    def _section(self, section: Section, value: Any) -> list[Built]:
+        """The components of one section; items of the wrong shape are reported by `PipelineFile`."""
+        if section.many:
+            items = [((section.key, i), v) for i, v in enumerate(value)] if isinstance(value, list) else []
+        else:
+            items = [((section.key,), value)]
+        out: list[Built] = []
+        for path, item in items:
+            if isinstance(item, dict) and (result := self._component(section, path, item)) is not None:
+                out.append(result)
+        return out
+
+    def _assemble(self, top: PipelineFile, built: dict[str, list[Built]]) -> Pipeline:
+        pipeline = Pipeline(top.name, **top.settings.model_dump())
+        for comp, _ in built["source"] + built["sources"]:
+            pipeline.source(comp)
+        for comp, _ in built["stages"]:
+            pipeline.transform(comp)
+        for comp, when in built["sink"] + built["sinks"]:
+            pipeline.sink(comp, when=when)
+        for comp, _ in built["dead_letter"]:
+            pipeline.dead_letter(comp)
+        try:
+            return pipeline.validate()
+        except ConfigError as exc:
+            self.error((), str(exc))
+            raise InvalidConfig(self.issues) from None
+
+    # -- pieces ---------------------------------------------------------------
+    def _interpolate(self, text: str, path: KeyPath) -> str:
+        try:
+            return interpolate(text, self.env, self.used_env)
+        except InterpolationError as exc:
+            self.error(path, str(exc))
+            return text
+
+    def _validate(self, model: type[BaseModel], data: Any, prefix: KeyPath,
+                  extra_keys: Iterable[str] = ()) -> BaseModel | None:
+        """``model.model_validate(data)``, turning its errors into issues under ``prefix``."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                self._pydantic_issue(err, model, prefix, extra_keys)
+        except Exception as exc:  # noqa: BLE001 - a validator raised something pydantic passes through
+            self.error(prefix, _describe(exc))
+        return None
+
+    def _pydantic_issue(self, err: Any, model: type[BaseModel], prefix: KeyPath,
+                        extra_keys: Iterable[str]) -> None:
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            known = known_keys(model, loc[:-1]) + (list(extra_keys) if len(loc) == 1 else [])
+            self.error(full, "unknown key" + (did_you_mean(loc[-1], known) or
+                                              (f"; expected one of: {', '.join(known)}" if known else "")),
+                       at="key")
+        elif kind == "missing":
+            parent = self.doc.existing(full[:-1])
+            self.error(parent, "missing required key", shown=(*parent, *full[len(parent):]))
+        else:
+            shown = self.doc.existing(full)
+            self.error(shown, _message(err))
+
+    def _component(self, section: Section, path: KeyPath, mapping: dict[str, Any]) -> Built | None:
+        """Look up, validate and construct one component (no I/O: constructors do none)."""
+        data = dict(mapping)
+        kind = section.registry.kind
+        type_name = data.pop("type", None)
+        cls: Any = None
+        if type_name is None:
+            self.error(path, f"missing required key (one of: {', '.join(section.registry.names())})",
+                       shown=(*path, "type"))
+        elif not isinstance(type_name, str):
+            self.error((*path, "type"), f"expected a {kind} type name, got {type_name!r}")
+        else:
+            try:
+                cls = section.registry.get(type_name)
+            except UnknownType as exc:
+                self.error((*path, "type"), f"unknown {kind} type {type_name!r}"
+                           f"{did_you_mean(type_name, exc.known)}; expected one of: {', '.join(exc.known)}")
+        when = None
+        if section.routed and "when" in data:
+            when = self._predicate((*path, "when"), data.pop("when"))
+        if cls is None:
+            return None
+        extra = ["type", "when"] if section.routed else ["type"]
+        config = self._validate(cls.Config, data, path, extra)
+        if config is None:
+            return None
+        try:
+            return cls(config), when
+        except Exception as exc:  # noqa: BLE001 - a constructor rejected its config
+            self.error(path, _describe(exc))
+            return None
+
+    def _predicate(self, path: KeyPath, ref: Any) -> Callable[[Any], bool] | None:
+        try:
+            fn = resolve(ref)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+        if not callable(fn):
+            self.error(path, f"{ref!r} is not callable; expected a 'module:function' predicate")
+            return None
+        return fn
+
+
+def _message(err: Any) -> str:
+    msg: str = err["msg"]
+    for prefix in _MESSAGE_PREFIXES:
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    value = err.get("input")
+    if isinstance(value, (str, int, float, bool)):
+        text = repr(value)
+        msg += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+    return msg
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, (ValueError, KeyError, TypeError)) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,357 @@
+"""Kafka sink: an idempotent producer that acknowledges a batch once the brokers have it.
+
+`write` appends every message of a batch to the producer's accumulator (that
+is all `send` does) and hands the delivery futures to a task; up to
+``max_in_flight`` batches are delivered at once, so consecutive batches
+pipeline. A batch is acked only when every one of its messages is on the
+brokers (``acks: all``). A delivery that fails after aiokafka's own retries
+(a broker down for longer than the request timeout) is sent again with
+exponential backoff until it succeeds: nothing is dropped, nothing acked
+early. Only errors no retry can fix (a message too large, an invalid topic,
+a denied authorization) go to the sink's ``on_error`` policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from aiokafka import codec as kafka_codecs
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+from pydantic import Field, field_validator, model_validator
+
+from ...codecs import get_codec
+from ...core.batch import Batch
+from ...core.errors import ErrorHandler, ErrorPolicy, PipelineFailed
+from ...core.message import Message
+from ...core.refs import FunctionRef
+from ...core.registry import CODECS, SINKS
+from ...core.stage import ComponentConfig, Sink, StageContext
+from .security import KafkaConnection, start_client
+
+log = logging.getLogger("streamflow.kafka.sink")
+
+#: Delivery errors that no retry can fix: the message goes to the sink's on_error policy.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
+    TopicAuthorizationFailedError, ClusterAuthorizationFailedError,
+)
+
+_COMPRESSION_AVAILABLE: dict[str, Callable[[], bool]] = {
+    "gzip": kafka_codecs.has_gzip,
+    "snappy": kafka_codecs.has_snappy,
+    "lz4": kafka_codecs.has_lz4,
+    "zstd": kafka_codecs.has_zstd,
+}
+
+
+class KafkaSinkConfig(KafkaConnection, ComponentConfig):
+    """Keys of ``type: kafka`` sinks."""
+
+    topic: str | None = Field(None, description="topic every message goes to")
+    topic_field: str | None = Field(None, description="dotted path of the value field naming the topic")
+    topic_fn: FunctionRef | None = Field(None, description="`module:function(message) -> topic`")
+    key_field: str | None = Field(None, description="dotted path of the value field used as the key "
+                                                    "(default: the message's own key)")
+    key_fn: FunctionRef | None = Field(None, description="`module:function(message) -> key`")
+    headers: dict[str, str] = Field(default_factory=dict, description="static headers added to each message")
+    pass_headers: bool = Field(True, description="write each message's own headers too")
+    keep_timestamp: bool = Field(False, description="write the source timestamp instead of the send time")
+    codec: str = Field("json", description="how values are encoded; bytes values are written as they are")
+    dead_letter_format: Literal["auto", "raw", "record"] = Field(
+        "auto", description="raw: write the original key/value bytes and the error headers; record: "
+                            "write the dead-letter record encoded with `codec`; auto: raw when this "
+                            "sink is the pipeline's dead-letter sink")
+    acks: Literal["all", 1, 0] = Field("all", description="broker acknowledgement a write waits for")
+    enable_idempotence: bool = Field(True, description="no duplicates from the producer's own retries")
+    linger_ms: int = Field(5, ge=0, description="how long the producer waits to fill a batch")
+    max_batch_size: int = Field(256 * 1024, ge=1024, description="bytes per partition batch on the wire")
+    max_request_size: int = Field(2**20, ge=1024, description="largest request (and message) sent")
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        None, description="gzip always; snappy, lz4 and zstd need the cramjam package")
+    max_in_flight: int = Field(4, ge=1, description="pipeline batches awaiting broker acks at once")
+    retry_backoff: float = Field(0.5, gt=0, description="first delay before re-sending failed messages")
+    max_retry_backoff: float = Field(30.0, gt=0, description="cap of that delay")
+    connect_timeout: float = Field(60.0, gt=0, description="seconds to keep retrying the first connection")
+    on_error: ErrorPolicy = Field(
+        default_factory=ErrorPolicy,
+        description="what to do with a message that cannot be encoded or that the brokers reject for "
+                    "good (too large, invalid topic)")
+
+    @field_validator("codec")
+    @classmethod
+    def _known_codec(cls, v: str) -> str:
+        try:
+            CODECS.get(v)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("compression_type")
+    @classmethod
+    def _compression_installed(cls, v: str | None) -> str | None:
+        if v is not None and not _COMPRESSION_AVAILABLE[v]():
+            raise ValueError(f"compression_type {v!r} needs the cramjam package (pip install cramjam); "
+                             "gzip needs nothing")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaSinkConfig:
+        given = [k for k in ("topic", "topic_field", "topic_fn") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `topic`, `topic_field` or `topic_fn`")
+        if self.key_field and self.key_fn:
+            raise ValueError("give at most one of `key_field` or `key_fn`")
+        if self.enable_idempotence and self.acks != "all":
+            raise ValueError("enable_idempotence needs acks: all")
+        return self
+
+
+def _field(path: str) -> Callable[[Message], Any]:
+    """Getter of a dotted field path in a message's (mapping) value."""
+    parts = path.split(".")
+
+    def get(msg: Message) -> Any:
+        value = msg.value
+        for p in parts:
+            value = value[p]
+        return value
+
+    return get
+
+
+def _to_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode()
+
+
+class _Record:
+    """One message ready to send."""
+
+    __slots__ = ("msg", "topic", "key", "value", "headers", "timestamp_ms")
+
+    def __init__(self, msg: Message, topic: str, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> None:
+        self.msg, self.topic, self.key, self.value = msg, topic, key, value
+        self.headers, self.timestamp_ms = headers, timestamp_ms
+
+
+@SINKS.register("kafka")
+class KafkaSink(Sink):
+    """Writes messages to Kafka with ``acks: all`` and idempotence, pipelining batches.
+
+    The key is ``key_fn(message)``, the value at ``key_field``, or the
+    message's own key; headers are the message's (``pass_headers``) plus the
+    static ``headers``. As the dead-letter sink it writes each failed event's
+    original bytes with the error, stage and source position as headers.
+    """
+
+    Config = KafkaSinkConfig
+    config: KafkaSinkConfig
+    acks_itself = True
+
+    def __init__(self, config: Any = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        c = self.config
+        self._encode = get_codec(c.codec).encode
+        self._static_headers = [(k, v.encode()) for k, v in c.headers.items()]
+        if c.topic is not None:
+            fixed = c.topic
+            self._topic_of: Callable[[Message], Any] = lambda m: fixed
+        elif c.topic_field is not None:
+            self._topic_of = _field(c.topic_field)
+        else:
+            self._topic_of = c.topic_fn  # type: ignore[assignment]
+        if c.key_fn is not None:
+            self._key_of: Callable[[Message], Any] = c.key_fn
+        elif c.key_field is not None:
+            self._key_of = _field(c.key_field)
+        else:
+            self._key_of = lambda m: m.key
+        self._raw_out = c.dead_letter_format == "raw"
+        self.errors = ErrorHandler(self.name, c.on_error)
+        self._producer: Any = None
+        self._slots: asyncio.Semaphore | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._retrying = 0
+
+    # -- lifecycle ------------------------------------------------------------
+    async def open(self, ctx: StageContext) -> None:
+        await super().open(ctx)
+        c = self.config
+        self.errors = ctx.error_handler(c.on_error)
+        if c.dead_letter_format == "auto":
+            self._raw_out = ctx.stats.kind == "dead_letter"
+        self._slots = asyncio.Semaphore(c.max_in_flight)
+        options = c.client_options(f"streamflow-{ctx.pipeline}-{self.name}")
+        options.update(
+            acks=c.acks,
+            enable_idempotence=c.enable_idempotence,
+            linger_ms=c.linger_ms,
+            max_batch_size=c.max_batch_size,
+            max_request_size=c.max_request_size,
+            compression_type=c.compression_type,
+        )
+        self._producer = await start_client(lambda: AIOKafkaProducer(**options),
+                                            f"kafka sink {self.name}", c.connect_timeout, log)
+
+    async def close(self) -> None:
+        for task in list(self._inflight):  # only left after an abort: those batches stay unacked
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), self.config.request_timeout_ms / 1000 + 5)
+            except TimeoutError:
+                log.warning("kafka sink %s: producer did not stop in time", self.name)
+
+    @property
+    def ready(self) -> bool:
+        """Connected and not currently re-sending failed deliveries."""
+        return self._producer is not None and not self._retrying and self._failure is None
+
+    # -- writing -----------------------------------------------------------------
+    async def write(self, batch: Batch) -> None:
+        self._raise_failure()
+        try:
+            records = [self._record(m) for m in batch.messages]
+        except Exception:  # noqa: BLE001 - one bad message: apply on_error to each
+            records = await self._records_each(batch)
+        if not records:
+            batch.ack()
+            return
+        assert self._slots is not None
+        await self._slots.acquire()
+        try:
+            sent, unsent = await self._send(records)
+        except BaseException:
+            self._slots.release()
+            raise
+        task = asyncio.create_task(self._deliver(batch, sent, unsent), name=f"{self.name}-delivery")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def flush(self) -> None:
+        """Wait until every batch written so far is on the brokers (and acked)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _record(self, m: Message) -> _Record:
+        if self._raw_out and m.raw is not None:
+            raw = m.raw
+            value: bytes | None = raw.encode() if isinstance(raw, str) else raw
+            headers = list(m.headers or ())
+        else:
+            v = m.value
+            if v is None:
+                value = None
+            elif isinstance(v, (bytes, bytearray, memoryview)):
+                value = bytes(v)
+            else:
+                value = self._encode(v)
+            headers = list(m.headers or ()) if (self.config.pass_headers or self._raw_out) else []
+        if headers:
+            headers = [(str(k), _to_bytes(hv) or b"") for k, hv in headers]
+        headers += self._static_headers
+        key = _to_bytes(self._key_of(m))
+        if value is None and key is None:
+            raise ValueError("a Kafka message needs a value or a key; this one has neither")
+        topic = self._topic_of(m)
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+        ts = int(m.timestamp * 1000) if self.config.keep_timestamp and m.timestamp is not None else None
+        return _Record(m, topic, key, value, headers, ts)
+
+    async def _records_each(self, batch: Batch) -> list[_Record]:
+        records = []
+        for m in batch.messages:
+            try:
+                records.append(self._record(m))
+            except Exception as exc:  # noqa: BLE001 - user key/topic functions may raise anything
+                await self.errors.handle(m, exc, None, batch)  # skipped, dead-lettered or raises
+        return records
+
+    async def _send(self, records: list[_Record]) -> tuple[list[tuple[_Record, Any]], list[_Record]]:
+        """Append records to the producer; returns (record, delivery future) pairs and the unsent rest.
+
+        `send` only waits when the accumulator is full or the topic's metadata
+        is unknown; if it fails (e.g. the brokers are unreachable) the rest of
+        the records are returned for a later re-send, preserving their order.
+        """
+        producer = self._producer
+        sent: list[tuple[_Record, Any]] = []
+        for i, r in enumerate(records):
+            try:
+                fut = await producer.send(r.topic, r.value, key=r.key, headers=r.headers,
+                                          timestamp_ms=r.timestamp_ms)
+            except PERMANENT_ERRORS as exc:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - any other send failure is retried
+                log.warning("kafka sink %s: send failed (%s: %s); %d messages will be re-sent",
+                            self.name, type(exc).__name__, exc, len(records) - i)
+                return sent, records[i:]
+            sent.append((r, fut))
+        return sent, []
+
+    async def _deliver(self, batch: Batch, sent: list[tuple[_Record, Any]], unsent: list[_Record]) -> None:
+        """Await a batch's deliveries, re-send failures with backoff, then ack the batch."""
+        attempt = 0
+        try:
+            while True:
+                results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+                failed = list(unsent)
+                error: BaseException | None = None
+                for (record, _), result in zip(sent, results, strict=True):
+                    if isinstance(result, PERMANENT_ERRORS):
+                        await self.errors.handle(record.msg, result, None, batch)
+                    elif isinstance(result, BaseException):
+                        failed.append(record)
+                        error = result
+                if not failed:
+                    break
+                attempt += 1
+                if attempt == 1:
+                    self._retrying += 1
+                if self.ctx is not None:
+                    self.ctx.stats.retries += 1
+                cap = min(self.config.max_retry_backoff, self.config.retry_backoff * 2 ** (attempt - 1))
+                delay = random.uniform(cap / 2, cap)
+                log.warning("kafka sink %s: %d messages not delivered (%s); re-sending in %.1fs "
+                            "(attempt %d)", self.name, len(failed),
+                            f"{type(error).__name__}: {error}" if error else "send failed", delay, attempt)
+                await asyncio.sleep(delay)
+                sent, unsent = await self._send(failed)
+            if attempt:
+                log.info("kafka sink %s: delivered after %d re-sends", self.name, attempt)
+            batch.ack()
+        except PipelineFailed as exc:  # the on_error policy is `fail`: stop at the next write/flush
+            self._failure = self._failure or exc
+        finally:
+            if attempt:
+                self._retrying -= 1
+            assert self._slots is not None
+            self._slots.release()

@@ -1,0 +1,74 @@
+"""dedupe: drop events whose key was already seen within a bounded window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from ..core.batch import Batch
+from ..core.message import Message
+from ..core.refs import FunctionRef
+from ..core.registry import TRANSFORMS
+from ..core.stage import TransformConfig
+from .base import EventTransform, is_async_callable
+from .cache import LRUCache
+from .fields import path_getter
+
+
+class DedupeConfig(TransformConfig):
+    key: str | None = Field(None, description="event field (dotted path) identifying duplicates")
+    key_fn: FunctionRef | None = Field(None, description="`module:function` computing the identity of a "
+                                                         "value (instead of `key`); must return a "
+                                                         "hashable value")
+    max_keys: int = Field(100_000, ge=1, description="keys remembered; the least recently seen is "
+                                                     "forgotten first")
+    ttl: float | None = Field(None, gt=0, description="seconds a key is remembered after its first "
+                                                      "sighting (null: until evicted by `max_keys`)")
+
+    @model_validator(mode="after")
+    def _check(self) -> DedupeConfig:
+        if (self.key is None) == (self.key_fn is None):
+            raise ValueError("dedupe needs exactly one of `key` or `key_fn`")
+        if self.key is not None:
+            path_getter(self.key)  # rejects malformed paths
+        if self.key_fn is not None and is_async_callable(self.key_fn):
+            raise ValueError("dedupe `key_fn` must be a plain (sync) function")
+        return self
+
+
+@TRANSFORMS.register("dedupe")
+class Dedupe(EventTransform):
+    """Pass the first event of each key; drop repeats seen within ``ttl`` and ``max_keys``.
+
+    Dropped events are counted as filtered (their acks travel on with the batch).
+    An event without a key goes to the stage's error policy.
+    """
+
+    Config = DedupeConfig
+    config: DedupeConfig
+
+    def __init__(self, config: Any = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        cfg = self.config
+        self._key_of = path_getter(cfg.key) if cfg.key is not None else cfg.key_fn
+        #: The remembered keys (an LRU; ``seen.clock`` drives ``ttl``).
+        self.seen = LRUCache(cfg.max_keys, cfg.ttl)
+
+    def call(self, msg: Message) -> Any:
+        key = self._key_of(msg.value)
+        if key is None:
+            raise KeyError(f"event has no dedupe key {self.config.key or 'from key_fn'}")
+        hash(key)  # an unhashable key fails here, under the error policy
+        return key
+
+    def emit(self, msg: Message, key: Any, out: list[Message]) -> None:
+        if self.seen.add(key):
+            out.append(msg)
+
+    def fast(self, batch: Batch) -> Batch:
+        # compute every key first: a key that raises leaves nothing remembered twice
+        call, add = self.call, self.seen.add
+        msgs = batch.messages
+        keys = [call(m) for m in msgs]
+        return batch.derive([m for m, k in zip(msgs, keys, strict=True) if add(k)])

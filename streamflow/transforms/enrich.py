@@ -1,0 +1,278 @@
+"""enrich: add fields to each (mapping) event from a lookup table file or a user function.
+
+Table mode loads ``table`` (json, jsonl or csv) once in `open` and joins each
+event's ``key`` field against the table's ``table_key``. Function mode calls
+``fn(key)`` (or ``fn(value)`` without a key), sync or async, with an optional
+LRU/TTL cache, a per-call ``timeout``, up to ``concurrency`` events in flight,
+and one shared call for concurrent lookups of the same key (single-flight).
+Failures and timeouts go to the stage's ``on_error`` policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import inspect
+import io
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import aiofiles
+import orjson
+from pydantic import Field, model_validator
+
+from ..core.batch import Batch
+from ..core.message import Message
+from ..core.refs import FunctionRef
+from ..core.registry import TRANSFORMS
+from ..core.stage import StageContext, TransformConfig
+from .base import EventTransform
+from .cache import MISSING, CacheConfig, LRUCache, SingleFlight
+from .fields import path_getter
+
+TableFormat = Literal["json", "jsonl", "csv"]
+
+#: File suffix -> table format, when ``format`` is not given.
+SUFFIX_FORMATS: dict[str, TableFormat] = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                                          ".csv": "csv"}
+
+
+class EnrichConfig(TransformConfig):
+    table: str | None = Field(None, description="lookup table file (relative paths: to `base_dir`, "
+                                                "default the current working directory)")
+    format: TableFormat | None = Field(None, description="table format: json (a list of objects, or an "
+                                                         "object of key -> object), jsonl or csv; default "
+                                                         "from the file suffix")
+    key: str | None = Field(None, description="event field (dotted path) holding the lookup key; "
+                                              "required with `table`")
+    table_key: str | None = Field(None, description="table column/field matched against the key "
+                                                    "(default: same as `key`)")
+    fields: list[str] | None = Field(None, description="fields of the table row / function result to "
+                                                       "copy (default: all but `table_key`)")
+    prefix: str = Field("", description="prepended to the names of the copied fields")
+    on_missing: Literal["keep", "drop", "error", "default"] = Field(
+        "keep", description="when nothing is found: keep the event as is, drop it, send it to "
+                            "`on_error`, or copy `default` as if it were the found row")
+    default: dict[str, Any] = Field(default_factory=dict,
+                                    description="the row used for missing keys with on_missing: default")
+    fn: FunctionRef | None = Field(None, description="`module:function` (sync or async) called with the "
+                                                     "key (or the whole value without `key`), returning a "
+                                                     "mapping to merge or null for not found")
+    cache: CacheConfig | None = Field(None, description="cache function results per key "
+                                                        "(`{max_size: N, ttl: seconds}`); needs `key`")
+    timeout: float | None = Field(None, gt=0, description="seconds one async function call may take; "
+                                                          "a timeout goes to `on_error`")
+    base_dir: str | None = Field(None, description="directory a relative `table` path is resolved "
+                                                   "against (default: the current working directory)")
+
+    @model_validator(mode="after")
+    def _check(self) -> EnrichConfig:
+        if (self.table is None) == (self.fn is None):
+            raise ValueError("enrich needs exactly one of `table` or `fn`")
+        if self.table is not None:
+            if self.key is None:
+                raise ValueError("enrich with `table` needs `key` (the event field to look up)")
+            if self.format is None:
+                fmt = SUFFIX_FORMATS.get(Path(self.table).suffix.lower())
+                if fmt is None:
+                    raise ValueError(f"cannot tell the format of table {self.table!r} from its suffix; "
+                                     f"set `format` to one of json, jsonl, csv")
+                self.format = fmt
+            if self.cache is not None or self.timeout is not None:
+                raise ValueError("`cache` and `timeout` apply to `fn`, not to `table`")
+        else:
+            for name in ("format", "table_key", "base_dir"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"`{name}` applies to `table`, not to `fn`")
+            if self.cache is not None and self.key is None:
+                raise ValueError("`cache` needs `key`: results are cached per key")
+        if self.key is not None:
+            path_getter(self.key)  # rejects malformed paths
+        if self.default and self.on_missing != "default":
+            raise ValueError("`default` is only used with on_missing: default")
+        return self
+
+
+class LookupMissing(LookupError):
+    """No table row / function result for an event's key (on_missing: error)."""
+
+
+# -- table files ----------------------------------------------------------------------
+def _json_rows(data: bytes) -> list[Any] | dict[str, Any]:
+    return orjson.loads(data)
+
+
+def _jsonl_rows(data: bytes) -> list[Any]:
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _csv_rows(data: bytes) -> list[Any]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+#: Table format -> parser of the file's bytes into rows (or a key -> row mapping).
+TABLE_PARSERS: dict[str, Callable[[bytes], list[Any] | dict[str, Any]]] = {
+    "json": _json_rows, "jsonl": _jsonl_rows, "csv": _csv_rows,
+}
+
+
+def index_rows(rows: list[Any] | dict[str, Any], table_key: str,
+               project: Callable[[Mapping[str, Any]], dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Key -> projected row. Non-string keys are also indexed as strings (csv keys are strings)."""
+    if isinstance(rows, dict):
+        items = list(rows.items())
+    elif isinstance(rows, list):
+        items = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or table_key not in row:
+                raise ValueError(f"row {i + 1} is not an object with a {table_key!r} field")
+            items.append((row[table_key], row))
+    else:
+        raise ValueError("expected a list of objects or an object of key -> object")
+    index: dict[Any, dict[str, Any]] = {}
+    for key, row in items:
+        if not isinstance(row, dict):
+            raise ValueError(f"the row of key {key!r} is not an object")
+        index[key] = project(row)
+    for key in [k for k in index if not isinstance(k, str)]:
+        index.setdefault(str(key), index[key])
+    return index
+
+
+async def load_table(path: Path, fmt: str) -> list[Any] | dict[str, Any]:
+    """Read a table file (through aiofiles) and parse it."""
+    async with aiofiles.open(path, "rb") as f:
+        data = await f.read()
+    return TABLE_PARSERS[fmt](data)
+
+
+# -- the transform --------------------------------------------------------------------
+@TRANSFORMS.register("enrich")
+class Enrich(EventTransform):
+    """Merge fields found for each event's key (table row or function result) into the event."""
+
+    Config = EnrichConfig
+    config: EnrichConfig
+
+    def __init__(self, config: Any = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        cfg = self.config
+        self._key = path_getter(cfg.key) if cfg.key is not None else None
+        self._table_key = cfg.table_key or cfg.key
+        self._table: dict[Any, dict[str, Any]] = {}
+        self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
+        self.fn = cfg.fn
+        self.is_async = self.fn is not None
+        if self.is_async:
+            self.concurrency = cfg.concurrency  # batches in flight too, so slow calls overlap
+        self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
+        self._flight = SingleFlight()
+        #: Calls of ``fn`` made (not answered from the cache or a shared in-flight call).
+        self.calls = 0
+
+    def table_path(self) -> Path:
+        """The table file: ``table`` resolved against ``base_dir`` or the working directory."""
+        assert self.config.table is not None
+        path = Path(self.config.table)
+        return path if path.is_absolute() else Path(self.config.base_dir or os.getcwd()) / path
+
+    async def open(self, ctx: StageContext) -> None:
+        await super().open(ctx)
+        if self.config.table is not None:
+            path = self.table_path()
+            assert self.config.format is not None and self._table_key is not None
+            try:
+                rows = await load_table(path, self.config.format)
+                self._table = index_rows(rows, self._table_key, self.project)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"stage {self.name!r}: cannot load enrich table {path}: {exc}") from exc
+
+    async def close(self) -> None:
+        self._flight.cancel()
+        await super().close()
+
+    # -- what is merged ---------------------------------------------------------------
+    def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields of ``row`` to merge into an event, named with ``prefix``."""
+        prefix, fields = self.config.prefix, self.config.fields
+        if fields is None:
+            skip = self._table_key if self.config.table is not None else None
+            return {prefix + k: v for k, v in row.items() if k != skip}
+        return {prefix + f: row[f] for f in fields if f in row}
+
+    def _resolve(self, found: dict[str, Any] | None, key: Any) -> dict[str, Any] | None:
+        if found is not None:
+            return found
+        if self.config.on_missing == "error":
+            raise LookupMissing(f"nothing found for key {key!r}")
+        return self._default
+
+    # -- per event --------------------------------------------------------------------
+    def call(self, msg: Message) -> Any:
+        value = msg.value
+        if not isinstance(value, dict):
+            raise TypeError(f"enrich expects a mapping event value, got {type(value).__name__}")
+        if self.fn is not None:
+            return self._fetch(value)
+        assert self._key is not None
+        key = self._key(value)
+        found = None
+        if key is not None:
+            table = self._table
+            found = table.get(key)
+            if found is None and not isinstance(key, str):
+                found = table.get(str(key))
+        return self._resolve(found, key)
+
+    def emit(self, msg: Message, result: Any, out: list[Message]) -> None:
+        if result is None:
+            if self.config.on_missing == "drop":
+                return
+        else:
+            msg.value.update(result)
+        out.append(msg)
+
+    def fast(self, batch: Batch) -> Batch:
+        # look everything up first: a lookup that raises leaves no event half-done
+        call, emit = self.call, self.emit
+        msgs = batch.messages
+        results = [call(m) for m in msgs]
+        out: list[Message] = []
+        for m, r in zip(msgs, results, strict=True):
+            emit(m, r, out)
+        return batch.derive(out)
+
+    # -- function mode ----------------------------------------------------------------
+    async def _fetch(self, value: dict[str, Any]) -> dict[str, Any] | None:
+        if self._key is None:
+            return self._resolve(await self._invoke(value), "(whole value)")
+        key = self._key(value)
+        if key is None:
+            return self._resolve(None, key)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not MISSING:
+                return self._resolve(hit, key)
+        return self._resolve(await self._flight.do(key, lambda: self._load(key)), key)
+
+    async def _load(self, key: Any) -> dict[str, Any] | None:
+        found = await self._invoke(key)
+        if self.cache is not None:
+            self.cache.put(key, found)
+        return found
+
+    async def _invoke(self, arg: Any) -> dict[str, Any] | None:
+        """One call of ``fn`` (under ``timeout``), its mapping result projected."""
+        assert self.fn is not None
+        self.calls += 1
+        async with asyncio.timeout(self.config.timeout):
+            result = self.fn(arg)
+            if inspect.isawaitable(result):
+                result = await result
+        if result is None:
+            return None
+        if not isinstance(result, Mapping):
+            raise TypeError(f"enrich function returned a {type(result).__name__}, expected a mapping or None")
+        return self.project(result)
