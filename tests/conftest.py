@@ -82,18 +82,27 @@ class KafkaEnv:
             await consumer.stop()
 
     # -- producing -----------------------------------------------------------------
-    async def produce(self, topic: str, records: Iterable[tuple[Any, Any, Any] | dict[str, Any]]) -> None:
+    async def producer(self) -> Any:
+        """A started aiokafka producer (``acks=all``); stop it when done."""
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
+                                    max_batch_size=256 * 1024, request_timeout_ms=60_000)
+        await producer.start()
+        return producer
+
+    async def produce(self, topic: str, records: Iterable[tuple[Any, Any, Any] | dict[str, Any]],
+                      producer: Any = None) -> None:
         """Write records and wait until the broker has all of them.
 
         A record is ``(key, value, partition)`` (value: bytes, or anything JSON) or
         a dict with keys ``key``, ``value``, ``partition``, ``headers``.
         """
         import orjson
-        from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
-                                    max_batch_size=256 * 1024, request_timeout_ms=60_000)
-        await producer.start()
+        own = producer is None
+        if own:
+            producer = await self.producer()
         try:
             futures = []
             for rec in records:
@@ -110,30 +119,27 @@ class KafkaEnv:
                                                    headers=headers))
             await asyncio.gather(*futures)
         finally:
-            await producer.stop()
+            if own:
+                await producer.stop()
 
     # -- consuming -------------------------------------------------------------------
-    async def consume(self, topic: str, done: Callable[[list[Any]], bool], timeout: float = 60.0,
-                      what: str = "") -> list[Any]:
-        """Read ``topic`` from the beginning until ``done(records)`` or ``timeout`` (then fail)."""
+    async def tail(self, topic: str) -> Tail:
+        """A reader of ``topic`` from the beginning that keeps what it read (`Tail.until`)."""
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
-        records: list[Any] = []
+        return Tail(topic, consumer)
+
+    async def consume(self, topic: str, done: Callable[[list[Any]], bool], timeout: float = 60.0,
+                      what: str = "") -> list[Any]:
+        """Read ``topic`` from the beginning until ``done(records)`` or ``timeout`` (then fail)."""
+        tail = await self.tail(topic)
         try:
-            deadline = time.monotonic() + timeout
-            while not done(records):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{what or topic}: condition not met within {timeout}s "
-                                         f"({len(records)} records read)")
-                batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-                for recs in batch.values():
-                    records.extend(recs)
+            return await tail.until(done, timeout, what)
         finally:
-            await consumer.stop()
-        return records
+            await tail.stop()
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Partition -> end offset (messages written so far, duplicates included)."""
@@ -178,6 +184,34 @@ class KafkaEnv:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
             await asyncio.sleep(interval)
+
+
+class Tail:
+    """Everything read so far from one topic (``records``), read on demand."""
+
+    def __init__(self, topic: str, consumer: Any) -> None:
+        self.topic = topic
+        self.consumer = consumer
+        self.records: list[Any] = []
+
+    async def poll(self, timeout_ms: int = 200) -> list[Any]:
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=20_000)
+        for recs in batch.values():
+            self.records.extend(recs)
+        return self.records
+
+    async def until(self, done: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = "") -> list[Any]:
+        """Read until ``done(records)``; fail after ``timeout`` seconds with what was read."""
+        deadline = time.monotonic() + timeout
+        while not done(self.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or self.topic}: condition not met within {timeout}s "
+                                     f"({len(self.records)} records read)")
+            await self.poll()
+        return self.records
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
 
 
 def _start_broker(**options: Any) -> Any:

@@ -74,6 +74,11 @@ def all_ids(n: int) -> Callable[[list[Any]], bool]:
     return done
 
 
+def workers(records: list[Any]) -> Counter[bytes]:
+    """Output records per value of the ``worker`` header (which process wrote them)."""
+    return Counter(dict(r.headers)["worker"] for r in records)
+
+
 async def total_written(kafka: Any, topic: str) -> int:
     return sum((await kafka.end_offsets(topic)).values())
 
@@ -158,50 +163,46 @@ async def test_rebalance_second_consumer_joins_and_leaves(kafka, pipeline_proces
 
     async def producer() -> None:  # a steady stream, so both consumers work mid-stream
         nonlocal produced
-        while not stop.is_set():
-            chunk = range(produced, produced + 500)
-            await kafka.produce(src, ((None, {"id": i}, i % parts) for i in chunk))
-            produced += len(chunk)
-            await asyncio.sleep(0.05)
-
-    async def by_worker() -> Counter[bytes]:
-        records = await kafka.consume(out, lambda r: len(r) >= written_now)
-        return Counter(dict(r.headers)["worker"] for r in records)
+        client = await kafka.producer()
+        try:
+            while not stop.is_set():
+                chunk = range(produced, produced + 500)
+                await kafka.produce(src, ((None, {"id": i}, i % parts) for i in chunk), client)
+                produced += len(chunk)
+                await asyncio.sleep(0.05)
+        finally:
+            await client.stop()
 
     feeding = asyncio.create_task(producer())
+    output = await kafka.tail(out)
     try:
         a.start()
-        await kafka.wait_for("a's first output", lambda: _at_least(kafka, out, 3000), timeout=60)
+        await output.until(lambda r: len(r) >= 3000, what="a's first output")
         b.start()
         # b gets partitions and writes; a keeps writing too
-        seen: Counter[bytes] = Counter()
-        for _ in range(300):
-            written_now = await total_written(kafka, out)
-            seen = await by_worker()
-            if seen[b"b"] >= 2000:
-                break
-            await asyncio.sleep(0.2)
-        assert seen[b"b"] >= 2000, f"second consumer never got work: {seen}"
-        a_before_leave = seen[b"a"]
+        await output.until(lambda r: workers(r)[b"b"] >= 2000, what="b's output")
+        a_before_leave = workers(output.records)[b"a"]
         b.signal(signal.SIGTERM)
         assert await b.wait() == 0, b.tail()
         # a takes b's partitions back and goes on
-        written_after = await total_written(kafka, out)
-        await kafka.wait_for("more output after b left",
-                             lambda: _at_least(kafka, out, written_after + 5000), timeout=60)
+        after = len(output.records)
+        await output.until(lambda r: len(r) >= after + 5000, what="more output after b left")
     finally:
         stop.set()
         await feeding
-    records = await kafka.consume(out, all_ids(produced), timeout=60, what="every id")
+    try:
+        records = await output.until(all_ids(produced), what="every id")
+    finally:
+        await output.stop()
     a.signal(signal.SIGTERM)
     assert await a.wait() == 0, a.tail()
 
     counts = id_counts(records)
     assert set(counts) == set(range(produced))
-    workers = Counter(dict(r.headers)["worker"] for r in records)
-    assert workers[b"a"] > a_before_leave and workers[b"b"] >= 2000
+    by_worker = workers(records)
+    assert by_worker[b"a"] > a_before_leave and by_worker[b"b"] >= 2000
     duplicates = len(records) - produced
-    print(f"\nrebalance: {produced} messages, {duplicates} duplicates, by worker {dict(workers)}",
+    print(f"\nrebalance: {produced} messages, {duplicates} duplicates, by worker {dict(by_worker)}",
           file=sys.stderr)
     assert duplicates <= 2 * parts * 200  # at most what was in flight at the two rebalances
 

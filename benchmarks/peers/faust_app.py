@@ -16,6 +16,9 @@ from ..harness import Stopwatch, peak_rss_kib
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
+    import mode.loop
+
+    mode.loop.use("uvloop")  # what `faust -L uvloop worker` does: faust's fastest setting
     import faust
     from faust import Worker
 
@@ -26,7 +29,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     app = faust.App(params["group"], broker=f"kafka://{params['bootstrap']}", value_serializer="raw",
                     key_serializer="raw", web_enabled=False, store="memory://", datadir=str(workdir),
                     consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
-                    topic_replication_factor=1, topic_partitions=3, producer_acks=-1)
+                    topic_replication_factor=1, topic_partitions=3, producer_acks=-1,
+                    producer_linger_ms=5, stream_wait_empty=False)
     source = app.topic(params["input_topic"], value_serializer="raw", partitions=3)
     sink = app.topic(params["output_topic"], value_serializer="raw", partitions=3)
     state: dict[str, Any] = {"count": 0, "t_first": None}
@@ -46,15 +50,17 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
     @app.agent(source)
     async def enrich(stream: Any) -> None:
-        async for value in stream:
+        # batches of up to 1000 events (faust's fastest form); one send per output event
+        async for values in stream.take(1000, within=0.05):
             if state["t_first"] is None:
                 state["t_first"] = time.time()
                 sw.__enter__()
-            state["count"] += 1
-            v = loads(value)
-            if v["amount"] >= 10.0:
-                v.update(index[v["user_id"]])
-                await sink.send(value=dumps(v))
+            state["count"] += len(values)
+            records = [loads(v) for v in values]
+            for v in records:
+                if v["amount"] >= 10.0:
+                    v.update(index[v["user_id"]])
+                    await sink.send(value=dumps(v))
             if state["count"] >= n:
                 asyncio.ensure_future(finish())
 

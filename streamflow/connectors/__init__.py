@@ -1,7 +1,12 @@
 """Built-in connectors. Importing this package registers them."""
 
-from . import memory  # noqa: F401
-from . import http_source  # noqa: F401
-from . import http_sink  # noqa: F401
-from . import files_sink, files_source, generator, stdio  # noqa: F401
-from . import kafka  # noqa: F401
+from . import (  # noqa: F401
+    files_sink,
+    files_source,
+    generator,
+    http_sink,  # noqa: F401
+    http_source,  # noqa: F401
+    kafka,  # noqa: F401
+    memory,  # noqa: F401
+    stdio,
+)

@@ -10,7 +10,7 @@ from .channel import Channel
 from .errors import ConfigError, ErrorPolicy, PipelineFailed
 from .message import Message
 from .pipeline import Pipeline, PipelineSettings
-from .runner import RunResult, Runner, run_pipeline
+from .runner import Runner, RunResult, run_pipeline
 from .stage import Component, Sink, Source, SourceConfig, StageContext, Transform, TransformConfig
 
 __all__ = [

@@ -139,6 +139,6 @@ class AckTracker:
                 return False
             try:
                 await asyncio.wait_for(self._event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return not self.pending(keys)
         return True

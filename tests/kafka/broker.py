@@ -58,8 +58,8 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 __all__ = [
     "KAFKA_VERSION",
@@ -207,7 +207,7 @@ class _FileLock:
         self.timeout = timeout
         self._fd: int | None = None
 
-    def __enter__(self) -> "_FileLock":
+    def __enter__(self) -> _FileLock:
         import fcntl
 
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -480,7 +480,7 @@ logger.authorizer.name = kafka.authorizer.logger
 logger.authorizer.level = WARN
 """
 
-_LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[KafkaBroker] = weakref.WeakSet()
 
 
 @atexit.register
@@ -704,7 +704,7 @@ class KafkaBroker:
             )
         self._formatted = True
 
-    def start(self) -> "KafkaBroker":
+    def start(self) -> KafkaBroker:
         """Start the broker and block until it answers a Metadata request.
 
         The first start picks free loopback ports and formats the storage;
@@ -858,7 +858,7 @@ class KafkaBroker:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> KafkaBroker:
         try:
             return self.start()
         except BaseException:
