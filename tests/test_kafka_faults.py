@@ -176,22 +176,23 @@ async def test_rebalance_second_consumer_joins_and_leaves(kafka, pipeline_proces
     feeding = asyncio.create_task(producer())
     output = await kafka.tail(out)
     try:
+        import time; T=time.monotonic(); P=lambda m: print(f"{time.monotonic()-T:6.2f} {m} produced={produced} out={len(output.records)}", file=sys.stderr)
         a.start()
-        await output.until(lambda r: len(r) >= 3000, what="a's first output")
+        await output.until(lambda r: len(r) >= 3000, what="a's first output"); P("a out")
         b.start()
         # b gets partitions and writes; a keeps writing too
-        await output.until(lambda r: workers(r)[b"b"] >= 2000, what="b's output")
+        await output.until(lambda r: workers(r)[b"b"] >= 2000, what="b's output"); P("b out")
         a_before_leave = workers(output.records)[b"a"]
         b.signal(signal.SIGTERM)
-        assert await b.wait() == 0, b.tail()
+        assert await b.wait() == 0, b.tail(); P("b exit")
         # a takes b's partitions back and goes on
         after = len(output.records)
-        await output.until(lambda r: len(r) >= after + 5000, what="more output after b left")
+        await output.until(lambda r: len(r) >= after + 5000, what="more output after b left"); P("more")
     finally:
         stop.set()
         await feeding
     try:
-        records = await output.until(all_ids(produced), what="every id")
+        records = await output.until(all_ids(produced), what="every id"); P("all")
     finally:
         await output.stop()
     a.signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from ..core.batch import Batch
+from ..core.errors import PipelineFailed
 from ..core.registry import SINKS, SOURCES
 from ..core.stage import ComponentConfig, Sink, SourceConfig, StageContext
 from .formats import CHUNK_SIZE, ENCODERS, LineSource, LineSplitter, ReadFormat, WriteFormat
@@ -173,7 +174,10 @@ class StdoutSink(Sink):
         if self._header_needed and values:
             data = self.encoder.header_line(values[0]) + data
             self._header_needed = False
-        await asyncio.get_running_loop().run_in_executor(None, _write_stdout, data)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _write_stdout, data)
+        except BrokenPipeError:
+            raise PipelineFailed("stdout was closed by its reader") from None
 
 
 def _write_stdout(data: bytes) -> None:

@@ -474,7 +474,9 @@ class Runner:
                 return
             except PipelineFailed:  # the sink decided the pipeline cannot go on
                 raise
-            except Exception as exc:  # noqa: BLE001 - any sink failure is retried
+            except PipelineFailed:
+                raise  # the sink says retrying cannot help (e.g. its reader went away)
+            except Exception as exc:  # noqa: BLE001 - any other sink failure is retried
                 attempt += 1
                 self.stats[sink.name].retries += 1
                 if policy.max_attempts is not None and attempt >= policy.max_attempts:
