@@ -10,7 +10,6 @@ Exit codes: 0 completed or drained, 1 the pipeline failed, 2 config error,
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -29,7 +28,6 @@ from .observability.logging import FORMATS, redact, setup_logging
 log = logging.getLogger("streamflow.cli")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SERVER_MODULE = "streamflow.observability.server"
 
 Watcher = Callable[[Any], Awaitable[None]]
 
@@ -65,10 +63,13 @@ def cli() -> None:
               default="text", show_default=True, help="Human-readable text, or one JSON object per line.")
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), envvar="STREAMFLOW_LOG_LEVEL",
               show_envvar=True, default=None, help="Default: INFO (WARNING with --quiet).")
-@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None, envvar="STREAMFLOW_HTTP_PORT",
+              show_envvar=True,
               help="Serve /metrics, /healthz and /readyz on this port (overrides settings.http.port).")
+@click.option("--http-host", default=None, envvar="STREAMFLOW_HTTP_HOST", show_envvar=True,
+              help="Address the HTTP server binds (default 127.0.0.1; 0.0.0.0 in a container).")
 def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, log_level: str | None,
-        http_port: int | None) -> None:
+        http_port: int | None, http_host: str | None) -> None:
     """Run PIPELINE until its sources end or it is stopped.
 
     PIPELINE is a YAML file, a Python file (file.py or file.py:attr) or
@@ -77,9 +78,10 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
     """
     setup_logging(log_format, log_level or ("WARNING" if quiet else "INFO"))
     pipeline = _load(target, overrides)
-    if http_port is not None:
+    if http_port is not None or http_host is not None:
         http = pipeline.settings.http or HttpSettings()
-        pipeline.settings = pipeline.settings.model_copy(update={"http": http.model_copy(update={"port": http_port})})
+        update = {k: v for k, v in (("port", http_port), ("host", http_host)) if v is not None}
+        pipeline.settings = pipeline.settings.model_copy(update={"http": http.model_copy(update=update)})
     watchers = _http_watchers(pipeline)
     if not quiet and log_format == "text" and sys.stderr.isatty():
         from .observability.progress import progress
@@ -91,19 +93,12 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
 
 
 def _http_watchers(pipeline: Pipeline) -> list[Watcher]:
-    """A watcher serving the operations endpoints when ``settings.http`` is set (and the server exists)."""
+    """A watcher serving the operations endpoints when ``settings.http`` is set."""
     http = pipeline.settings.http
     if http is None:
         return []
-    try:
-        server = importlib.import_module(SERVER_MODULE)
-    except ModuleNotFoundError as exc:  # not installed (or a dependency of it is missing)
-        log.warning("the HTTP server is not available (no module %r); not serving /metrics", exc.name)
-        return []
-    serve = getattr(server, "serve", None)
-    if serve is None:
-        log.warning("%s has no serve(); not serving /metrics", SERVER_MODULE)
-        return []
+    from .observability.server import serve
+
     host, port = http.host, http.port
     return [lambda runner: serve(runner, host, port)]
 
@@ -141,6 +136,23 @@ def validate(target: str, overrides: tuple[str, ...]) -> None:
 def graph(target: str, overrides: tuple[str, ...]) -> None:
     """Print PIPELINE's graph as a Mermaid flowchart."""
     click.echo(_load(target, overrides).graph(), nl=False)
+
+
+@cli.command()
+@click.argument("kind", required=False, type=click.Choice(["source", "transform", "sink", "codec"]))
+@click.argument("type_name", metavar="TYPE", required=False)
+def docs(kind: str | None, type_name: str | None) -> None:
+    """List the component types, or the config keys of one (e.g. `docs sink file`)."""
+    from .config.reference import describe, list_types
+
+    if kind is None or type_name is None:
+        click.echo(list_types(kind))
+        return
+    try:
+        click.echo(describe(kind, type_name))
+    except KeyError as exc:
+        click.echo(str(exc).strip('"'), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 def main() -> None:

@@ -1,0 +1,130 @@
+"""Reference documentation generated from the registered components' config models.
+
+`streamflow docs` prints it; the README's component reference is this output.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from ..core.registry import CODECS, SINKS, SOURCES, TRANSFORMS, Registry
+from ..core.stage import ComponentConfig, SourceConfig, TransformConfig
+
+REGISTRIES: dict[str, Registry[type]] = {
+    "source": SOURCES, "transform": TRANSFORMS, "sink": SINKS, "codec": CODECS,
+}
+#: Keys every component of a kind accepts, documented once instead of per type.
+COMMON: dict[str, type[BaseModel]] = {
+    "source": SourceConfig, "transform": TransformConfig, "sink": ComponentConfig,
+}
+
+
+def _summary(cls: type) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return doc.split("\n\n")[0].replace("\n", " ") if doc else ""
+
+
+def _type_text(annotation: Any) -> str:
+    """A short reader's name for a field type: ``a | b`` for literals, ``mapping`` for models."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " / ".join(str(a) for a in args)
+    if origin in (Union, UnionType):
+        return " or ".join(_type_text(a) for a in args)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (list, tuple, set):
+        return f"list of {_type_text(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
+    if callable(annotation) and getattr(annotation, "__module__", "") == "collections.abc":
+        return "module:function"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "**required**"
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "…"
+        if isinstance(value, BaseModel):
+            policy = getattr(value, "policy", None)
+            return f"`{policy}`" if policy else "its defaults"
+        return f"`{value!r}`" if value not in ({}, []) else f"`{value}`"
+    default = field.default
+    if default is PydanticUndefined or default is None:
+        return "`null`"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    return f"`{default}`"
+
+
+def _rows(model: type[BaseModel], skip: set[str]) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        type_text = _type_text(field.annotation)
+        if any(m.__class__.__name__ == "BeforeValidator" for m in field.metadata):
+            type_text = "module:function" if "Callable" in str(field.annotation) else type_text
+        rows.append(f"| `{name}` | {type_text} "
+                    f"| {_default(field)} | {description} |")
+    return rows
+
+
+def describe(kind: str, type_name: str) -> str:
+    """Markdown of one component type: summary and a table of its own keys."""
+    cls = REGISTRIES[kind].get(type_name)
+    lines = [f"#### {kind} `{type_name}`", "", _summary(cls), ""]
+    config = getattr(cls, "Config", None)
+    if isinstance(config, type) and issubclass(config, BaseModel):
+        common = COMMON.get(kind)
+        skip = set(common.model_fields) if common and issubclass(config, common) else set()
+        rows = _rows(config, skip)
+        if rows:
+            lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *rows, ""]
+    return "\n".join(lines)
+
+
+def list_types(kind: str | None = None) -> str:
+    """One line per registered type: kind, name and summary."""
+    out = []
+    for k, registry in REGISTRIES.items():
+        if kind and k != kind:
+            continue
+        for name in registry.names():
+            out.append(f"{k:<10} {name:<12} {_summary(registry.get(name))}")
+    return "\n".join(out)
+
+
+def reference_markdown() -> str:
+    """The whole component reference, as the README carries it."""
+    parts = ["### Keys every component accepts", ""]
+    for kind, model in COMMON.items():
+        parts += [f"Every {kind}:", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |",
+                  *_rows(model, set()), ""]
+    for kind, registry in REGISTRIES.items():
+        if kind == "codec":
+            continue
+        parts += [f"### {kind.capitalize()}s", ""]
+        parts += [describe(kind, name) for name in registry.names() if name != "memory"]
+    parts += ["### Codecs", "", ", ".join(f"`{n}`" for n in CODECS.names()), ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference_markdown())
