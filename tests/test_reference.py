@@ -18,7 +18,7 @@ def test_readme_component_reference_is_current() -> None:
     current = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert current == reference_markdown().strip(), (
         "README component reference is stale: regenerate it with "
-        "`python -m streamflow.config.reference` between the reference markers")
+        "`python -m streamflow.config.reference --write README.md`")
 
 
 def test_every_registered_type_is_listed_and_described() -> None:

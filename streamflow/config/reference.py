@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -111,6 +112,11 @@ def list_types(kind: str | None = None) -> str:
     return "\n".join(out)
 
 
+def _builtin(cls: type) -> bool:
+    """Shipped with streamflow (plugins and test doubles are left out; `memory` is for tests)."""
+    return cls.__module__.startswith("streamflow.") and getattr(cls, "type_name", "") != "memory"
+
+
 def reference_markdown() -> str:
     """The whole component reference, as the README carries it."""
     parts = ["### Keys every component accepts", ""]
@@ -121,10 +127,26 @@ def reference_markdown() -> str:
         if kind == "codec":
             continue
         parts += [f"### {kind.capitalize()}s", ""]
-        parts += [describe(kind, name) for name in registry.names() if name != "memory"]
-    parts += ["### Codecs", "", ", ".join(f"`{n}`" for n in CODECS.names()), ""]
+        parts += [describe(kind, name) for name in registry.names() if _builtin(registry.get(name))]
+    codecs = [n for n in CODECS.names() if _builtin(CODECS.get(n))]
+    parts += ["### Codecs", "", ", ".join(f"`{n}`" for n in codecs), ""]
     return "\n".join(parts)
 
 
+BEGIN, END = "<!-- reference:begin -->", "<!-- reference:end -->"
+
+
+def update_readme(path: Path) -> None:
+    """Replace the text between the reference markers of ``path`` with the current reference."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{reference_markdown()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    sys.stdout.write(reference_markdown())
+    # python -m streamflow.config.reference [--write README.md]
+    if len(sys.argv) == 3 and sys.argv[1] == "--write":
+        update_readme(Path(sys.argv[2]))
+    else:
+        sys.stdout.write(reference_markdown())

@@ -9,6 +9,7 @@ flight, keeping their order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from typing import Any
 
@@ -97,18 +98,67 @@ class EventTransform(Transform):
         return result_batch
 
     async def _concurrent(self, batch: Batch) -> Batch:
+        """Up to ``concurrency`` calls in flight (shared by every batch of the stage), results in order.
+
+        A task is created only once a slot is free, straight from the user's
+        coroutine: no parked coroutine per waiting event and no wrapper
+        frames. Events that raise go to the error policy once the batch's
+        other calls are done.
+        """
         sem = self._sem
         assert sem is not None
+        loop = asyncio.get_running_loop()
+        call = self.call
+        msgs = batch.messages
+        results: list[Any] = [_FAILED] * len(msgs)
+        failed: list[tuple[int, BaseException]] = []
+        running: set[asyncio.Task[Any]] = set()
+        finished = loop.create_future()
 
-        async def one(m: Message) -> Any:
-            async with sem:
-                return await self._call_one(m, batch)
+        def done(i: int, task: asyncio.Task[Any]) -> None:
+            sem.release()
+            running.discard(task)
+            if task.cancelled():
+                failed.append((i, asyncio.CancelledError()))
+            elif (exc := task.exception()) is not None:
+                failed.append((i, exc))
+            else:
+                results[i] = task.result()
+            if not running and launched[0] and not finished.done():
+                finished.set_result(None)
 
-        results = await asyncio.gather(*(one(m) for m in batch.messages))
+        launched = [False]
+        try:
+            for i, m in enumerate(msgs):
+                await sem.acquire()
+                try:
+                    coro = call(m)
+                except Exception as exc:  # noqa: BLE001 - raised before returning its awaitable
+                    sem.release()
+                    failed.append((i, exc))
+                    continue
+                task = loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
+                running.add(task)
+                task.add_done_callback(functools.partial(done, i))
+            launched[0] = True
+            if running:
+                await finished
+        finally:
+            for task in running:  # cancelled or aborted: stop what is still in flight
+                task.cancel()
+        if failed:
+            failed.sort(key=lambda f: f[0])
+            for i, exc in failed:
+                if not isinstance(exc, Exception):
+                    raise exc
+                m = msgs[i]
+                outcome = await self.errors.handle(m, exc, lambda m=m: call(m), batch)
+                results[i] = _FAILED if outcome is Outcome.SKIPPED or outcome is Outcome.DEAD else outcome
         out: list[Message] = []
-        for m, result in zip(batch.messages, results):
+        emit = self.emit
+        for m, result in zip(msgs, results):
             if result is not _FAILED:
-                self.emit(m, result, out)
+                emit(m, result, out)
         result_batch = batch.derive(out)
         self._count_filtered(batch, result_batch)
         return result_batch
