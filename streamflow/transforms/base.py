@@ -133,11 +133,11 @@ class EventTransform(Transform):
                 await sem.acquire()
                 try:
                     coro = call(m)
+                    task = loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
                 except Exception as exc:  # noqa: BLE001 - raised before returning its awaitable
                     sem.release()
                     failed.append((i, exc))
                     continue
-                task = loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
                 running.add(task)
                 task.add_done_callback(functools.partial(done, i))
             launched[0] = True
