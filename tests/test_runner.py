@@ -50,13 +50,15 @@ def test_route_by_predicate_and_unrouted_events_are_acked() -> None:
     assert src.committed == {0: 100}
 
 
-def test_skip_policy_drops_and_counts() -> None:
+def test_skip_policy_drops_counts_and_logs_the_position(caplog: pytest.LogCaptureFixture) -> None:
     src = MemorySource(values=list(range(20)))
     out = MemorySink()
-    r = run(Pipeline("t").source(src).map(boom_on({3, 7}), on_error="skip").sink(out))
+    r = run(Pipeline("t").source(src).map(boom_on({3, 7}), on_error="skip", name="x10").sink(out))
     assert r.exit_code == EXIT_OK
     assert out.values == [v * 10 for v in range(20) if v not in (3, 7)]
     assert r.errors == 2 and src.committed == {0: 20}
+    skipped = [rec for rec in caplog.records if "skipped event" in rec.getMessage()]
+    assert [(rec.stage, rec.offset, rec.pipeline) for rec in skipped] == [("x10", 3, "t"), ("x10", 7, "t")]
 
 
 def test_dead_letter_policy_keeps_payload_error_and_position() -> None:

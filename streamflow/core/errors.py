@@ -113,8 +113,10 @@ class ErrorHandler:
     """Applies one stage's `ErrorPolicy` to failing events, counting and logging each."""
 
     def __init__(self, stage: str, policy: ErrorPolicy, stats: Any = None,
-                 dead_letter: Callable[[Batch], Awaitable[None]] | None = None) -> None:
+                 dead_letter: Callable[[Batch], Awaitable[None]] | None = None,
+                 pipeline: str | None = None) -> None:
         self.stage = stage
+        self.pipeline = pipeline
         self.policy = policy
         self.stats = stats
         self.dead_letter = dead_letter
@@ -135,7 +137,8 @@ class ErrorHandler:
                 self._count("retries")
                 delay = policy.delay(attempts)
                 log.warning("stage %s: %s at %s; retry %d/%d in %.2fs", self.stage,
-                            _describe(error), msg.position(), attempts, policy.max_attempts - 1, delay)
+                            _describe(error), msg.position(), attempts, policy.max_attempts - 1, delay,
+                            extra=self._where(msg))
                 await asyncio.sleep(delay)
                 attempts += 1
                 try:
@@ -149,12 +152,13 @@ class ErrorHandler:
         self._count("errors")
         if action == "skip":
             self._count("skipped")
-            log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error))
+            log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error),
+                        extra=self._where(msg))
             return Outcome.SKIPPED
         if action == "dead_letter":
             self._count("dead_lettered")
             log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
-                        _describe(error))
+                        _describe(error), extra=self._where(msg))
             if self.dead_letter is None:
                 raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
                                      "pipeline has no dead_letter sink")
@@ -164,9 +168,15 @@ class ErrorHandler:
                 a.retain()
             await self.dead_letter(Batch([record], acks))
             return Outcome.DEAD
-        log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error))
+        log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error),
+                  extra=self._where(msg))
         raise PipelineFailed(f"stage {self.stage!r} failed on event at {msg.position()}: "
                              f"{_describe(error)}") from error
+
+    def _where(self, msg: Message) -> dict[str, Any]:
+        """Structured log fields locating the event (JSON logs show them as keys)."""
+        return {"pipeline": self.pipeline, "stage": self.stage, "topic": msg.topic,
+                "partition": msg.partition, "offset": msg.offset}
 
     def _count(self, what: str) -> None:
         if self.stats is not None:

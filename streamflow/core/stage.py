@@ -57,7 +57,7 @@ class StageContext:
         self.log = logging.getLogger(f"streamflow.stage.{stage}")
 
     def error_handler(self, policy: ErrorPolicy) -> ErrorHandler:
-        return ErrorHandler(self.stage, policy, self.stats, self.dead_letter)
+        return ErrorHandler(self.stage, policy, self.stats, self.dead_letter, self.pipeline)
 
 
 class Component:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable
 from typing import Any, Literal
@@ -23,11 +24,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import codec as kafka_codecs
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
     InvalidTopicError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
     TopicAuthorizationFailedError,
+    UnknownProducerId,
 )
 from pydantic import Field, field_validator, model_validator
 
@@ -46,6 +53,12 @@ log = logging.getLogger("streamflow.kafka.sink")
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
     TopicAuthorizationFailedError, ClusterAuthorizationFailedError,
+)
+
+#: Errors after which the producer itself is unusable: it is replaced by a new one, then re-sent.
+BROKEN_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber, ProducerFenced, InvalidProducerEpoch, InvalidProducerIdMapping,
+    UnknownProducerId, ProducerClosed,
 )
 
 _COMPRESSION_AVAILABLE: dict[str, Callable[[], bool]] = {
@@ -187,6 +200,8 @@ class KafkaSink(Sink):
         self._raw_out = c.dead_letter_format == "raw"
         self.errors = ErrorHandler(self.name, c.on_error)
         self._producer: Any = None
+        self._new_producer: Callable[[], Any] = AIOKafkaProducer
+        self._renewing = asyncio.Lock()
         self._slots: asyncio.Semaphore | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -209,8 +224,9 @@ class KafkaSink(Sink):
             max_request_size=c.max_request_size,
             compression_type=c.compression_type,
         )
-        self._producer = await start_client(lambda: AIOKafkaProducer(**options),
-                                            f"kafka sink {self.name}", c.connect_timeout, log)
+        self._new_producer = lambda: AIOKafkaProducer(**options)
+        self._producer = await start_client(self._new_producer, f"kafka sink {self.name}",
+                                            c.connect_timeout, log)
 
     async def close(self) -> None:
         for task in list(self._inflight):  # only left after an abort: those batches stay unacked
@@ -241,11 +257,11 @@ class KafkaSink(Sink):
         assert self._slots is not None
         await self._slots.acquire()
         try:
-            sent, unsent = await self._send(records)
+            attempt = await self._send(records)
         except BaseException:
             self._slots.release()
             raise
-        task = asyncio.create_task(self._deliver(batch, sent, unsent), name=f"{self.name}-delivery")
+        task = asyncio.create_task(self._deliver(batch, attempt), name=f"{self.name}-delivery")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -294,15 +310,15 @@ class KafkaSink(Sink):
                 await self.errors.handle(m, exc, None, batch)  # skipped, dead-lettered or raises
         return records
 
-    async def _send(self, records: list[_Record]) -> tuple[list[tuple[_Record, Any]], list[_Record]]:
-        """Append records to the producer; returns (record, delivery future) pairs and the unsent rest.
+    async def _send(self, records: list[_Record]) -> _Attempt:
+        """Append records to the producer: their delivery futures, and the unsent rest.
 
         `send` only waits when the accumulator is full or the topic's metadata
         is unknown; if it fails (e.g. the brokers are unreachable) the rest of
-        the records are returned for a later re-send, preserving their order.
+        the records are kept for a later re-send, in order.
         """
         producer = self._producer
-        sent: list[tuple[_Record, Any]] = []
+        attempt = _Attempt(producer)
         for i, r in enumerate(records):
             try:
                 fut = await producer.send(r.topic, r.value, key=r.key, headers=r.headers,
@@ -311,21 +327,20 @@ class KafkaSink(Sink):
                 fut = asyncio.get_running_loop().create_future()
                 fut.set_exception(exc)
             except Exception as exc:  # noqa: BLE001 - any other send failure is retried
-                log.warning("kafka sink %s: send failed (%s: %s); %d messages will be re-sent",
-                            self.name, type(exc).__name__, exc, len(records) - i)
-                return sent, records[i:]
-            sent.append((r, fut))
-        return sent, []
+                attempt.unsent, attempt.error = records[i:], exc
+                break
+            attempt.sent.append((r, fut))
+        return attempt
 
-    async def _deliver(self, batch: Batch, sent: list[tuple[_Record, Any]], unsent: list[_Record]) -> None:
+    async def _deliver(self, batch: Batch, attempt: _Attempt) -> None:
         """Await a batch's deliveries, re-send failures with backoff, then ack the batch."""
-        attempt = 0
+        tries = 0
         try:
             while True:
-                results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-                failed = list(unsent)
-                error: BaseException | None = None
-                for (record, _), result in zip(sent, results, strict=True):
+                results = await asyncio.gather(*(f for _, f in attempt.sent), return_exceptions=True)
+                failed = attempt.unsent
+                error = attempt.error
+                for (record, _), result in zip(attempt.sent, results, strict=True):
                     if isinstance(result, PERMANENT_ERRORS):
                         await self.errors.handle(record.msg, result, None, batch)
                     elif isinstance(result, BaseException):
@@ -333,25 +348,56 @@ class KafkaSink(Sink):
                         error = result
                 if not failed:
                     break
-                attempt += 1
-                if attempt == 1:
+                tries += 1
+                if tries == 1:
                     self._retrying += 1
                 if self.ctx is not None:
                     self.ctx.stats.retries += 1
-                cap = min(self.config.max_retry_backoff, self.config.retry_backoff * 2 ** (attempt - 1))
+                if isinstance(error, BROKEN_PRODUCER_ERRORS):
+                    await self._renew(attempt.producer, error)
+                cap = min(self.config.max_retry_backoff, self.config.retry_backoff * 2 ** (tries - 1))
                 delay = random.uniform(cap / 2, cap)
-                log.warning("kafka sink %s: %d messages not delivered (%s); re-sending in %.1fs "
-                            "(attempt %d)", self.name, len(failed),
-                            f"{type(error).__name__}: {error}" if error else "send failed", delay, attempt)
+                log.warning("kafka sink %s: %d messages not delivered (%s: %s); re-sending in %.1fs "
+                            "(attempt %d)", self.name, len(failed), type(error).__name__, error, delay, tries)
                 await asyncio.sleep(delay)
-                sent, unsent = await self._send(failed)
-            if attempt:
-                log.info("kafka sink %s: delivered after %d re-sends", self.name, attempt)
+                attempt = await self._send(failed)
+            if tries:
+                log.info("kafka sink %s: delivered after %d re-sends", self.name, tries)
             batch.ack()
         except PipelineFailed as exc:  # the on_error policy is `fail`: stop at the next write/flush
             self._failure = self._failure or exc
         finally:
-            if attempt:
+            if tries:
                 self._retrying -= 1
             assert self._slots is not None
             self._slots.release()
+
+    async def _renew(self, broken: Any, error: BaseException) -> None:
+        """Replace a producer whose idempotence state is broken (new producer id, fresh sequences).
+
+        aiokafka's sender stops for good on e.g. an out-of-order sequence after a
+        broker restart; every delivery task that sees it calls this, the first
+        one replaces the producer and the others find it replaced.
+        """
+        async with self._renewing:
+            if self._producer is not broken:
+                return
+            log.warning("kafka sink %s: producer unusable (%s: %s); starting a new one", self.name,
+                        type(error).__name__, error)
+            self._producer = await start_client(self._new_producer, f"kafka sink {self.name}", math.inf, log)
+        try:
+            await asyncio.wait_for(broken.stop(), 5)
+        except Exception as exc:  # noqa: BLE001 - it is broken already; its records are re-sent
+            log.debug("kafka sink %s: stopping the broken producer: %s", self.name, exc)
+
+
+class _Attempt:
+    """One pass of sending records: which producer, the delivery futures, what could not be sent."""
+
+    __slots__ = ("producer", "sent", "unsent", "error")
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.sent: list[tuple[_Record, Any]] = []
+        self.unsent: list[_Record] = []
+        self.error: BaseException | None = None
