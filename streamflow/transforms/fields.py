@@ -240,9 +240,9 @@ class Rename(ValueTransform):
         return len(msgs)
 
 
-# -- drop ------------------------------------------------------------------------
-class DropConfig(TransformConfig):
-    fields: list[str] = Field(description="field paths to remove (missing ones are ignored)")
+# -- drop and keep ---------------------------------------------------------------
+class FieldListConfig(TransformConfig):
+    fields: list[str] = Field(description="field paths (dotted for nesting)")
 
     @field_validator("fields")
     @classmethod
@@ -252,17 +252,27 @@ class DropConfig(TransformConfig):
         return v
 
 
-@TRANSFORMS.register("drop")
-class Drop(ValueTransform):
-    """Remove fields from each (mapping) event."""
+class _FieldListTransform(ValueTransform):
+    """A transform over a list of field paths, split into top-level names and nested paths."""
 
-    Config = DropConfig
-    config: DropConfig
+    Config = FieldListConfig
+    config: FieldListConfig
 
     def __init__(self, config: Any = None, /, **options: Any) -> None:
         super().__init__(config, **options)
         self._flat = [f for f in self.config.fields if "." not in f]
         self._nested = [split_path(f) for f in self.config.fields if "." in f]
+
+
+class DropConfig(FieldListConfig):
+    fields: list[str] = Field(description="field paths to remove (missing ones are ignored)")
+
+
+@TRANSFORMS.register("drop")
+class Drop(_FieldListTransform):
+    """Remove fields from each (mapping) event."""
+
+    Config = DropConfig
 
     def apply(self, value: Any) -> Any:
         _require_mapping(value)
@@ -286,29 +296,15 @@ class Drop(ValueTransform):
         return len(msgs)
 
 
-# -- keep ------------------------------------------------------------------------
-class KeepConfig(TransformConfig):
+class KeepConfig(FieldListConfig):
     fields: list[str] = Field(description="the only field paths to keep (missing ones are left out)")
-
-    @field_validator("fields")
-    @classmethod
-    def _paths(cls, v: list[str]) -> list[str]:
-        for path in v:
-            split_path(path)
-        return v
 
 
 @TRANSFORMS.register("keep")
-class Keep(ValueTransform):
+class Keep(_FieldListTransform):
     """Replace each (mapping) event by a mapping of only the given fields."""
 
     Config = KeepConfig
-    config: KeepConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
-        self._flat = [f for f in self.config.fields if "." not in f]
-        self._nested = [split_path(f) for f in self.config.fields if "." in f]
 
     def apply(self, value: Any) -> Any:
         _require_mapping(value)
