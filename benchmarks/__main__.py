@@ -28,10 +28,10 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown workload(s): {', '.join(unknown)}; known: {', '.join(WORKLOADS)}", file=sys.stderr)
         return 2
-    rounds = args.rounds if args.rounds is not None else (1 if args.smoke else 3)
-    opts = Options(n=args.n, rounds=rounds, smoke=args.smoke, bootstrap=args.bootstrap, json_path=args.json,
+    opts = Options(n=args.n, rounds=args.rounds, smoke=args.smoke, bootstrap=args.bootstrap, json_path=args.json,
                    peers=not args.no_peers, verbose=args.verbose, only_variants=args.variant)
     log = lambda line: print(line, flush=True)  # noqa: E731
+    rounds = args.rounds or ("1" if args.smoke else "default (file-enrich 3, kafka-enrich 2, io-enrich 3, memory 2)")
     log(f"streamflow benchmarks: {', '.join(names)}; rounds={rounds}{' (smoke)' if args.smoke else ''}; "
         f"work dir {opts.workdir}")
     rows: list[tuple[type[Workload], list[Any]]] = []
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                      "(repeatable; default all)")
     run.add_argument("--variant", action="append", metavar="NAME", help="only these variants (repeatable)")
     run.add_argument("--n", type=int, help="events per run (default: each workload's own)")
-    run.add_argument("--rounds", type=int, help="rounds of each variant, alternating (default 3; 1 with --smoke)")
+    run.add_argument("--rounds", type=int, help="rounds of each variant, alternating (default: the workload's own, "
+                     "3 or 2; 1 with --smoke)")
     run.add_argument("--json", metavar="FILE", help="append the results as JSON lines to FILE")
     run.add_argument("--smoke", action="store_true", help="tiny N, no peers: checks that every variant is correct")
     run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: $STREAMFLOW_TEST_BOOTSTRAP, "

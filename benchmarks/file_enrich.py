@@ -9,15 +9,16 @@ and the file sink.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from . import data
-from .harness import Stopwatch, Workload
+from .harness import Stopwatch, Workload, tune_like_streamflow
 
 
 class FileEnrich(Workload):
     name = "file-enrich"
-    variants = ("bare", "streamflow")
+    variants = ("bare", "streamflow", "streamflow-proposed")
+    extras = frozenset({"streamflow-proposed"})
     baselines = ("bare",)
     default_n = 1_000_000
     timeout = 300.0
@@ -51,6 +52,11 @@ class FileEnrich(Workload):
 
     @classmethod
     def run_variant(cls, variant: str, params: dict[str, Any]) -> dict[str, Any]:
+        if variant == "streamflow-proposed":
+            from .proposals import install
+
+            install()
+            variant = "streamflow"
         return {"bare": run_bare, "streamflow": run_streamflow}[variant](params)
 
 
@@ -86,6 +92,7 @@ async def _bare(params: dict[str, Any]) -> int:
 def run_bare(params: dict[str, Any]) -> dict[str, Any]:
     import uvloop
 
+    tune_like_streamflow()
     with Stopwatch() as sw:
         count = uvloop.run(_bare(params))
     return sw.result(count)
@@ -94,11 +101,10 @@ def run_bare(params: dict[str, Any]) -> dict[str, Any]:
 # -- streamflow -------------------------------------------------------------------------
 def pipeline(params: dict[str, Any]) -> Any:
     """The file-enrich job as a streamflow pipeline."""
-    from streamflow import Pipeline
-
     import streamflow.connectors.files_sink  # noqa: F401  (registers file source/sink)
     import streamflow.connectors.files_source  # noqa: F401
     import streamflow.transforms.enrich  # noqa: F401
+    from streamflow import Pipeline
 
     return (Pipeline("file-enrich")
             .source("file", path=params["input"], format="jsonl", batch_size=params.get("batch_size", 1000))

@@ -32,7 +32,8 @@ class Options:
     """What `python -m benchmarks run` was asked for."""
 
     n: int | None = None
-    rounds: int = 3
+    #: None: each workload's `default_rounds` (1 with ``smoke``).
+    rounds: int | None = None
     smoke: bool = False
     bootstrap: str | None = None
     json_path: str | None = None
@@ -108,23 +109,29 @@ class Workload:
     variants: ClassVar[tuple[str, ...]]
     #: Variants that are other frameworks (skipped with ``--smoke`` or ``--no-peers``).
     peers: ClassVar[frozenset[str]] = frozenset()
+    #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-proposed``).
+    extras: ClassVar[frozenset[str]] = frozenset()
     #: Variants the ratio column compares against (the best of them).
     baselines: ClassVar[tuple[str, ...]] = ("bare",)
     default_n: ClassVar[int]
     smoke_n: ClassVar[int] = 2000
+    #: Rounds when ``--rounds`` is not given (the full run must stay within ~15 minutes).
+    default_rounds: ClassVar[int] = 3
     #: Seconds one run may take before it is killed.
     timeout: ClassVar[float] = 600.0
 
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.n = opts.n or (self.smoke_n if opts.smoke else self.default_n)
+        self.rounds = opts.rounds or (1 if opts.smoke else self.default_rounds)
 
     # -- parent side ------------------------------------------------------
     def selected_variants(self) -> list[str]:
+        only = self.opts.only_variants
         out = [v for v in self.variants if not (v in self.peers and (self.opts.smoke or not self.opts.peers))]
-        if self.opts.only_variants:
-            out = [v for v in out if v in self.opts.only_variants]
-        return out
+        if only:
+            return [v for v in out if v in only]
+        return [v for v in out if v not in self.extras]
 
     def prepare(self) -> None:
         """Generate inputs (once per invocation; may use a cache)."""
@@ -194,6 +201,26 @@ class Stopwatch:
     def result(self, events: int, **extra: Any) -> dict[str, Any]:
         """What a variant returns: events, wall seconds, CPU seconds, anything else."""
         return {"events": events, "seconds": self.seconds, "cpu": round(self.cpu, 3), **extra}
+
+
+def tune_like_streamflow() -> None:
+    """Give a bare loop the process tuning streamflow's runner applies (streamflow/core/tuning.py).
+
+    glibc heap trim threshold 32 MiB and GC first-generation threshold 10,000:
+    without them bare loops and pipelines alike run ~1.5-2x slower, and the
+    ratio to bare should measure the engine, not these two settings
+    (``STREAMFLOW_TUNING=0`` turns them off for both).
+    """
+    import ctypes
+    import gc
+    import platform
+
+    if os.environ.get("STREAMFLOW_TUNING") == "0":
+        return
+    if "GLIBC_TUNABLES" not in os.environ and platform.system() == "Linux" \
+            and platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
 
 def module_available(name: str) -> str | None:
@@ -282,7 +309,7 @@ def run_workload(wl: Workload, log: Callable[[str], None]) -> list[Outcome]:
     log(f"  preparing {wl.name} (n={wl.n:,})")
     wl.prepare()
     try:
-        for r in range(wl.opts.rounds):
+        for r in range(wl.rounds):
             for v in runnable:
                 out = outcomes[v]
                 if out.status != "ok":
@@ -413,11 +440,11 @@ def git_commit() -> str | None:
 def append_json(path: str, opts: Options, rows: list[tuple[type[Workload], list[Outcome]]]) -> None:
     """One JSON line per workload variant, with the commit, the machine and every sample."""
     common = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine_info(),
-              "rounds": opts.rounds, "smoke": opts.smoke}
+              "smoke": opts.smoke}
     with open(path, "a", encoding="utf-8") as f:
         for wl, outcomes in rows:
             base = baseline_rate(wl, outcomes)
             for o in outcomes:
-                rec = {**common, **o.to_json(), "ratio_to_bare": round(o.median / base, 3) if base and o.ok else None,
+                rec = {**common, "rounds": len(o.runs), **o.to_json(), "ratio_to_bare": round(o.median / base, 3) if base and o.ok else None,
                        "peak_rss_mib": round(o.peak_rss_mib, 1)}
                 f.write(json.dumps(rec) + "\n")

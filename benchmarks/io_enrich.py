@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import data
-from .harness import Stopwatch, Workload
+from .harness import Stopwatch, Workload, tune_like_streamflow
 
 #: Seconds one service call takes.
 LATENCY = 0.005
@@ -44,7 +44,7 @@ class IoEnrich(Workload):
     name = "io-enrich"
     variants = ("bare", "streamflow", "sync-reference")
     baselines = ("bare",)
-    default_n = 50_000
+    default_n = 100_000
     smoke_n = 2000
     timeout = 300.0
 
@@ -87,6 +87,7 @@ def run_sync(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_bare(params: dict[str, Any]) -> dict[str, Any]:
+    tune_like_streamflow()
     n = params["n"]
     b = data.DigestBuilder()
     sem = asyncio.Semaphore(CONCURRENCY)
@@ -115,13 +116,12 @@ async def run_bare(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_streamflow(params: dict[str, Any]) -> dict[str, Any]:
+    import streamflow.connectors.generator  # noqa: F401
+    import streamflow.transforms.enrich  # noqa: F401
     from streamflow import Pipeline
     from streamflow.core.batch import Batch
     from streamflow.core.runner import Runner
     from streamflow.core.stage import Sink
-
-    import streamflow.connectors.generator  # noqa: F401
-    import streamflow.transforms.enrich  # noqa: F401
 
     b = data.DigestBuilder()
 

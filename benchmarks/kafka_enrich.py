@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import orjson
 
 from . import data
-from .harness import Stopwatch, Workload, module_available
+from .harness import Stopwatch, Workload, module_available, tune_like_streamflow
 
 PARTITIONS = 3
 #: Peer variant -> the module it needs.
@@ -33,10 +33,13 @@ PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "byte
 
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
-    variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax")
+    variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax",
+                "streamflow-proposed")
+    extras = frozenset({"streamflow-proposed"})
     peers = frozenset({"quixstreams", "faust", "bytewax"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
     default_n = 500_000
+    default_rounds = 2
     timeout = 300.0
     needs_kafka: ClassVar[bool] = True
     #: Events a too-slow peer runs on (its own input topic of that size), to keep a run within minutes.
@@ -120,6 +123,11 @@ class KafkaEnrich(Workload):
             return run_peer(variant, params)
         import uvloop
 
+        if variant == "streamflow-proposed":
+            from .proposals import install
+
+            install()
+            variant = "streamflow"
         fn = {"bare-aiokafka-send": bare_send, "bare-aiokafka-batch": bare_batch,
               "streamflow": run_streamflow}[variant]
         return uvloop.run(fn(params))
@@ -272,6 +280,7 @@ async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
+    tune_like_streamflow()
     topic_in, topic_out = params["input_topic"], params["output_topic"]
     ends = {TopicPartition(topic_in, int(p)): o for p, o in params["end_offsets"].items()}
     index = data.table_index()
@@ -342,10 +351,9 @@ async def bare_batch(params: dict[str, Any]) -> dict[str, Any]:
 # -- streamflow ---------------------------------------------------------------------------------
 def pipeline(params: dict[str, Any]) -> Any:
     """The kafka-enrich job as a streamflow pipeline."""
-    from streamflow import Pipeline
-
     import streamflow.connectors.kafka  # noqa: F401  (registers the kafka source and sink)
     import streamflow.transforms.enrich  # noqa: F401
+    from streamflow import Pipeline
 
     return (Pipeline("kafka-enrich")
             .source("kafka", bootstrap_servers=params["bootstrap"], topics=[params["input_topic"]],

@@ -25,6 +25,7 @@ class Memory(Workload):
     variants = ("1M", "5M")
     baselines = ("1M",)
     default_n = 1_000_000
+    default_rounds = 2
     smoke_n = 2000
     timeout = 600.0
 
@@ -54,12 +55,11 @@ class Memory(Workload):
 
     @classmethod
     def run_variant(cls, variant: str, params: dict[str, Any]) -> dict[str, Any]:
+        import streamflow.connectors.generator  # noqa: F401
         from streamflow import Pipeline
         from streamflow.core.batch import Batch
         from streamflow.core.runner import Runner, new_event_loop
         from streamflow.core.stage import Sink
-
-        import streamflow.connectors.generator  # noqa: F401
 
         delay = params["delay"]
         seen = [0, 0]

@@ -257,6 +257,37 @@ def own_kafka() -> Iterator[KafkaEnv]:
         broker.close()
 
 
+JAAS_PLAIN = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+JAAS_SCRAM = 'org.apache.kafka.common.security.scram.ScramLoginModule required;'
+
+
+@pytest.fixture(scope="module")
+def sasl_kafka() -> Iterator[tuple[KafkaEnv, str]]:
+    """A broker with a PLAINTEXT listener (for admin) and a SASL_PLAINTEXT one: PLAIN (alice/alice-secret)
+    and SCRAM-SHA-256 (bob/bob-secret). Yields (admin env, SASL bootstrap)."""
+    if harness.external_bootstrap():
+        pytest.skip("needs its own SASL broker; STREAMFLOW_TEST_BOOTSTRAP points at an external one")
+    host = "127.0.0.1"
+    port, controller, sasl = harness._free_port(host), harness._free_port(host), harness._free_port(host)
+    broker = harness.KafkaBroker(port=port, controller_port=controller, config={
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller},SASL_PLAINTEXT://{host}:{sasl}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{host}:{sasl}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS_PLAIN,
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": JAAS_SCRAM,
+    })
+    broker.start()
+    try:
+        broker.run_tool("kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--alter",
+                        "--add-config", "SCRAM-SHA-256=[iterations=4096,password=bob-secret]",
+                        "--entity-type", "users", "--entity-name", "bob")
+        yield KafkaEnv(broker.bootstrap, broker), f"{host}:{sasl}"
+    finally:
+        broker.close()
+
+
 class PipelineProcess:
     """``streamflow run`` in a subprocess, its output in a log file (printed when a test fails)."""
 

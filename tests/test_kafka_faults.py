@@ -154,7 +154,9 @@ async def test_rebalance_second_consumer_joins_and_leaves(kafka, pipeline_proces
     parts = 6
     src, out = await kafka.topic("reb-in", parts), await kafka.topic("reb-out", parts)
     group = f"g-{src}"
-    path = write_pipeline(tmp_path, source={"batch_size": 200})
+    # rate-limited below the input rate: there is always work in flight when partitions are revoked
+    path = write_pipeline(tmp_path, source={"batch_size": 200},
+                          stages=[{"type": "rate_limit", "rate": 2500}, {"type": "map", "fn": "kfuncs:tag"}])
     env = dict(KAFKA_BOOTSTRAP=kafka.bootstrap, IN_TOPIC=src, OUT_TOPIC=out, GROUP=group)
     a = pipeline_process(path, "a", **env, WORKER="a")
     b = pipeline_process(path, "b", **env, WORKER="b")
@@ -205,7 +207,9 @@ async def test_rebalance_second_consumer_joins_and_leaves(kafka, pipeline_proces
     duplicates = len(records) - produced
     print(f"\nrebalance: {produced} messages, {duplicates} duplicates, by worker {dict(by_worker)}",
           file=sys.stderr)
-    assert duplicates <= 2 * parts * 200  # at most what was in flight at the two rebalances
+    # revoked partitions are drained and committed before they are handed over: without that, what
+    # was in flight at each rebalance (thousands of events here) would be read again by the new owner
+    assert duplicates <= 200
 
 
 async def test_broker_restart_mid_stream(own_kafka, pipeline_process, tmp_path):
@@ -228,7 +232,6 @@ async def test_broker_restart_mid_stream(own_kafka, pipeline_process, tmp_path):
     assert await proc.wait() == 0, proc.tail()
     assert set(id_counts(records)) == set(range(n))
     print(f"\nbroker restart: {n} messages, {len(records) - n} duplicates", file=sys.stderr)
-    print(proc.tail(200), file=sys.stderr)
 
 
 async def test_unordered_stage_never_commits_past_an_unprocessed_event(kafka, pipeline_process, tmp_path):

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from streamflow import Pipeline
+from streamflow.connectors.kafka import KafkaSink, KafkaSource
 from streamflow.core.runner import EXIT_OK, Runner
 
 pytestmark = pytest.mark.kafka
@@ -48,14 +49,23 @@ async def test_end_to_end_content_keys_and_headers(kafka):
     def double(value: dict[str, Any]) -> dict[str, Any]:
         return {"id": value["id"], "n": value["n"], "double": value["n"] * 2}
 
-    pipeline = (Pipeline("e2e", commit_interval=0.2)
-                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
+    source = KafkaSource(bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
+    sink = KafkaSink(bootstrap_servers=kafka.bootstrap, topic=out, headers={"origin": "e2e"})
+    pipeline = (Pipeline("e2e", commit_interval=0.2).source(source)
                 .filter(lambda v: v["id"] % 10 != 3)
                 .map(double)
-                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out, headers={"origin": "e2e"}))
+                .sink(sink))
     expected = {i for i in range(n) if i % 10 != 3}
-    records, result = await run_until(pipeline, kafka.consume(
-        out, lambda recs: set(ids_of(recs)) >= expected, what="e2e output"))
+
+    async def output_then_state() -> list[Any]:
+        records = await kafka.consume(out, lambda recs: set(ids_of(recs)) >= expected, what="e2e output")
+        assert source.ready and sink.ready
+        assert {(tp.topic, tp.partition): lag for tp, lag in source.lag().items()} == {
+            (src, p): 0 for p in range(3)}  # caught up with every partition
+        return records
+
+    records, result = await run_until(pipeline, output_then_state())
+    assert not source.ready and not sink.ready  # closed
 
     by_id = {orjson.loads(r.value)["id"]: r for r in records}
     assert set(by_id) == expected                       # every id, and nothing filtered out
@@ -150,7 +160,8 @@ async def test_ordered_concurrent_stage_keeps_per_key_order(kafka):
     rng = random.Random(7)
 
     async def jitter(value: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(rng.random() * 0.004)  # completions come back out of order
+        # completions come back out of order: now and then one event is much slower
+        await asyncio.sleep(0.05 if value["id"] % 150 == 0 else rng.random() * 0.002)
         return value
 
     pipeline = (Pipeline("order", commit_interval=0.2)
@@ -165,3 +176,19 @@ async def test_ordered_concurrent_stage_keeps_per_key_order(kafka):
         per_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
     for partition, ids in per_partition.items():
         assert ids == sorted(ids), f"output partition {partition} out of order"
+
+
+async def test_pattern_subscription_reads_every_matching_topic(kafka):
+    prefix = f"pat{random.randrange(10**9)}"
+    first, second = await kafka.topic(f"{prefix}-a", 1), await kafka.topic(f"{prefix}-b", 2)
+    other, out = await kafka.topic("unrelated", 1), await kafka.topic("pat-out")
+    await kafka.produce(first, [(None, {"id": i}, 0) for i in range(50)])
+    await kafka.produce(second, [(None, {"id": i}, i % 2) for i in range(50, 100)])
+    await kafka.produce(other, [(None, {"id": -1}, 0)])
+    pipeline = (Pipeline("pattern", commit_interval=0.2)
+                .source("kafka", bootstrap_servers=kafka.bootstrap, pattern=f"{prefix}-.*",
+                        group_id=f"g-{prefix}")
+                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out))
+    records, _ = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= 100, what="pattern output"))
+    assert sorted(ids_of(records)) == list(range(100))
+    assert sum((await kafka.end_offsets(out)).values()) == 100  # nothing from the unrelated topic

@@ -16,5 +16,8 @@ PEERS = {"quixstreams": "quix", "faust": "faust_app", "bytewax": "bytewax_flow"}
 
 
 def run_peer(variant: str, params: dict[str, Any]) -> dict[str, Any]:
+    from ..harness import tune_like_streamflow
+
+    tune_like_streamflow()  # the same allocator/GC settings as streamflow and the bare loops
     module = importlib.import_module(f"{__package__}.{PEERS[variant]}")
     return module.run(params)

@@ -21,6 +21,7 @@ from typing import Any
 from .batch import Batch
 from .channel import Channel
 from .errors import PipelineFailed
+from .tuning import gc_tuned, tune_allocator
 from .pipeline import Pipeline, SinkRoute
 from .stage import Component, Sink, Source, StageContext, Transform
 from .stats import StageStats
@@ -157,6 +158,11 @@ class Runner:
     # -- running ----------------------------------------------------------
     async def run(self) -> RunResult:
         """Open every stage, run until the sources end or a stop/failure, then close."""
+        tune_allocator()  # batch-sized alloc/free cycles must not trim and regrow the heap each time
+        with gc_tuned():
+            return await self._run()
+
+    async def _run(self) -> RunResult:
         loop = asyncio.get_running_loop()
         self._stopping, self._abort = asyncio.Event(), asyncio.Event()
         self.state = "starting"

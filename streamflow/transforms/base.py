@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from collections import deque
 from typing import Any
 
 from ..core.batch import Batch
@@ -36,12 +37,12 @@ class EventTransform(Transform):
         self.ordered = getattr(self.config, "ordered", True)
         self._event_concurrency = getattr(self.config, "concurrency", 1)
         self.errors = ErrorHandler(self.name, getattr(self.config, "on_error", ErrorPolicy()))
-        self._sem: asyncio.Semaphore | None = None
+        self._launcher: _Launcher | None = None
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.errors.policy)
-        self._sem = asyncio.Semaphore(self._event_concurrency)
+        self._launcher = _Launcher(self._event_concurrency)
 
     # -- to implement -----------------------------------------------------
     def call(self, msg: Message) -> Any:
@@ -100,55 +101,24 @@ class EventTransform(Transform):
     async def _concurrent(self, batch: Batch) -> Batch:
         """Up to ``concurrency`` calls in flight (shared by every batch of the stage), results in order.
 
-        A task is created only once a slot is free, straight from the user's
-        coroutine: no parked coroutine per waiting event and no wrapper
-        frames. Events that raise go to the error policy once the batch's
-        other calls are done.
+        The batch's events join the stage's `_Launcher` queue; each finished
+        call starts the next queued one from its completion callback, so no
+        coroutine waits per queued event. Events that raise go to the error
+        policy once the batch's other calls are done.
         """
-        sem = self._sem
-        assert sem is not None
-        loop = asyncio.get_running_loop()
-        call = self.call
-        msgs = batch.messages
-        results: list[Any] = [_FAILED] * len(msgs)
-        failed: list[tuple[int, BaseException]] = []
-        running: set[asyncio.Task[Any]] = set()
-        finished = loop.create_future()
-
-        def done(i: int, task: asyncio.Task[Any]) -> None:
-            sem.release()
-            running.discard(task)
-            if task.cancelled():
-                failed.append((i, asyncio.CancelledError()))
-            elif (exc := task.exception()) is not None:
-                failed.append((i, exc))
-            else:
-                results[i] = task.result()
-            if not running and launched[0] and not finished.done():
-                finished.set_result(None)
-
-        launched = [False]
+        launcher = self._launcher
+        assert launcher is not None
+        run = _BatchCalls(self.call, batch.messages)
+        launcher.submit(run)
         try:
-            for i, m in enumerate(msgs):
-                await sem.acquire()
-                try:
-                    coro = call(m)
-                    task = loop.create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
-                except Exception as exc:  # noqa: BLE001 - raised before returning its awaitable
-                    sem.release()
-                    failed.append((i, exc))
-                    continue
-                running.add(task)
-                task.add_done_callback(functools.partial(done, i))
-            launched[0] = True
-            if running:
-                await finished
+            if run.left:
+                await run.finished
         finally:
-            for task in running:  # cancelled or aborted: stop what is still in flight
-                task.cancel()
-        if failed:
-            failed.sort(key=lambda f: f[0])
-            for i, exc in failed:
+            run.cancel()  # cancelled or aborted: drop what is queued, stop what is in flight
+        msgs, results = run.msgs, run.results
+        if run.failed:
+            call = self.call
+            for i, exc in sorted(run.failed, key=lambda f: f[0]):
                 if not isinstance(exc, Exception):
                     raise exc
                 m = msgs[i]
@@ -156,12 +126,95 @@ class EventTransform(Transform):
                 results[i] = _FAILED if outcome is Outcome.SKIPPED or outcome is Outcome.DEAD else outcome
         out: list[Message] = []
         emit = self.emit
-        for m, result in zip(msgs, results):
+        for m, result in zip(msgs, results, strict=True):
             if result is not _FAILED:
                 emit(m, result, out)
         result_batch = batch.derive(out)
         self._count_filtered(batch, result_batch)
         return result_batch
+
+
+class _BatchCalls:
+    """The per-event calls of one batch: results in input order, failures, completion."""
+
+    __slots__ = ("call", "msgs", "results", "failed", "left", "next", "finished", "tasks", "cancelled")
+
+    def __init__(self, call: Any, msgs: list[Message]) -> None:
+        self.call = call
+        self.msgs = msgs
+        self.results: list[Any] = [_FAILED] * len(msgs)
+        self.failed: list[tuple[int, BaseException]] = []
+        self.left = len(msgs)
+        self.next = 0  # index of the next event to start
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.cancelled = False
+
+    def settle(self, i: int, result: Any = _FAILED, exc: BaseException | None = None) -> None:
+        if exc is None:
+            self.results[i] = result
+        else:
+            self.failed.append((i, exc))
+        self.left -= 1
+        if not self.left and not self.finished.done():
+            self.finished.set_result(None)
+
+    def cancel(self) -> None:
+        if self.left:
+            self.cancelled = True
+            for task in list(self.tasks):
+                task.cancel()
+
+
+class _Launcher:
+    """Keeps up to ``limit`` event calls running for a stage, starting queued ones FIFO across batches."""
+
+    __slots__ = ("limit", "running", "queue", "loop")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.queue: deque[_BatchCalls] = deque()
+        self.loop = asyncio.get_running_loop()
+
+    def submit(self, run: _BatchCalls) -> None:
+        if run.left:
+            self.queue.append(run)
+            self.pump()
+
+    def pump(self) -> None:
+        """Start queued calls while a slot is free."""
+        queue, create_task = self.queue, self.loop.create_task
+        while self.running < self.limit and queue:
+            run = queue[0]
+            if run.cancelled:
+                queue.popleft()
+                continue
+            i = run.next
+            run.next += 1
+            if run.next >= len(run.msgs):
+                queue.popleft()
+            try:
+                coro = run.call(run.msgs[i])
+                task = create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
+            except Exception as exc:  # noqa: BLE001 - raised before returning its awaitable
+                run.settle(i, exc=exc)
+                continue
+            self.running += 1
+            run.tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, run, i))
+
+    def _done(self, run: _BatchCalls, i: int, task: asyncio.Task[Any]) -> None:
+        self.running -= 1
+        run.tasks.discard(task)
+        if task.cancelled():
+            if not run.cancelled:
+                run.settle(i, exc=asyncio.CancelledError())
+        elif (exc := task.exception()) is not None:
+            run.settle(i, exc=exc)
+        else:
+            run.settle(i, task.result())
+        self.pump()
 
 
 def is_async_callable(fn: Any) -> bool:

@@ -22,7 +22,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaConnection(BaseModel):
     """Where the brokers are and how to authenticate to them."""
 
-    model_config = ConfigDict(extra="forbid")
+    # validation errors never echo the input: it may hold a password
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     bootstrap_servers: str = Field(
         "localhost:9092", description="comma-separated host:port list of brokers to bootstrap from")

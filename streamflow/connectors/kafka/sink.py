@@ -45,6 +45,8 @@ from ...core.message import Message
 from ...core.refs import FunctionRef
 from ...core.registry import CODECS, SINKS
 from ...core.stage import ComponentConfig, Sink, StageContext
+from ...transforms.fields import path_getter
+from .logs import quiet_repeats
 from .security import KafkaConnection, start_client
 
 log = logging.getLogger("streamflow.kafka.sink")
@@ -111,6 +113,13 @@ class KafkaSinkConfig(KafkaConnection, ComponentConfig):
             raise ValueError(str(exc)) from None
         return v
 
+    @field_validator("topic_field", "key_field")
+    @classmethod
+    def _valid_path(cls, v: str | None) -> str | None:
+        if v is not None:
+            path_getter(v)  # raises ValueError on a malformed dotted path
+        return v
+
     @field_validator("compression_type")
     @classmethod
     def _compression_installed(cls, v: str | None) -> str | None:
@@ -132,16 +141,9 @@ class KafkaSinkConfig(KafkaConnection, ComponentConfig):
 
 
 def _field(path: str) -> Callable[[Message], Any]:
-    """Getter of a dotted field path in a message's (mapping) value."""
-    parts = path.split(".")
-
-    def get(msg: Message) -> Any:
-        value = msg.value
-        for p in parts:
-            value = value[p]
-        return value
-
-    return get
+    """Getter of a dotted field path in a message's (mapping) value: None where it is missing."""
+    get = path_getter(path)
+    return lambda msg: get(msg.value)
 
 
 def _to_bytes(value: Any) -> bytes | None:
@@ -212,6 +214,7 @@ class KafkaSink(Sink):
         await super().open(ctx)
         c = self.config
         self.errors = ctx.error_handler(c.on_error)
+        quiet_repeats()
         if c.dead_letter_format == "auto":
             self._raw_out = ctx.stats.kind == "dead_letter"
         self._slots = asyncio.Semaphore(c.max_in_flight)

@@ -27,6 +27,7 @@ from ...core.errors import ErrorHandler
 from ...core.message import Message
 from ...core.registry import CODECS, SOURCES
 from ...core.stage import Source, SourceConfig, StageContext
+from .logs import quiet_repeats
 from .security import KafkaConnection, start_client
 
 log = logging.getLogger("streamflow.kafka.source")
@@ -127,6 +128,7 @@ class KafkaSource(Source):
         await super().open(ctx)
         c = self.config
         self.errors = ctx.error_handler(c.on_error)
+        quiet_repeats()
         options = c.client_options(f"streamflow-{ctx.pipeline}-{self.name}")
         options.update(
             group_id=c.group_id,
@@ -161,7 +163,7 @@ class KafkaSource(Source):
 
     @property
     def ready(self) -> bool:
-        """Started and a member of the group (possibly with no partition to read)."""
+        """Started and joined the group once (it may own no partition: more members than partitions)."""
         return self._consumer is not None and self._joined
 
     # -- reading -------------------------------------------------------------
@@ -236,7 +238,6 @@ class KafkaSource(Source):
     # -- rebalance -----------------------------------------------------------------
     async def _on_revoked(self, revoked: set[Any]) -> None:
         """Drain, commit and forget partitions this member gives up."""
-        self._joined = False
         # polled but never emitted: the next owner reads them from the committed offset
         keep = [item for item in self._fetched if item[0] not in revoked]
         self._fetched.clear()  # in place: a read() in progress holds this deque
