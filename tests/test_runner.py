@@ -225,3 +225,18 @@ async def test_drain_timeout_aborts() -> None:
     r = await asyncio.wait_for(task, 10)
     assert r.exit_code == EXIT_FAILED and r.reason == "drain timed out"
     assert src.committed == {}
+
+
+def test_graph_shows_stages_queues_routes_and_dead_letter() -> None:
+    p = (Pipeline("g", channel={"max_batches": 3, "max_events": 99})
+         .source(MemorySource(values=[]))
+         .map(lambda v: v, on_error="dead_letter", concurrency=4, name="m")
+         .sink(MemorySink(name="all"))
+         .sink(MemorySink(name="some"), when=lambda v: True)
+         .dead_letter(MemorySink(name="dlq")))
+    text = p.graph()
+    assert text.startswith("flowchart LR\n")
+    assert '(["memory"])' in text and '["m (map) ×4 · on_error dead_letter"]' in text
+    assert "s0 -->|queue 3 batches / 99 events| t1" in text
+    assert '[("all (memory)")]' in text and "route -->|when <lambda>| k3" in text
+    assert '[("dead letter: dlq (memory)")]' in text and "t1 -.->|on_error| d4" in text

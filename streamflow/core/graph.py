@@ -10,10 +10,10 @@ if TYPE_CHECKING:
 
 def _node(node_id: str, label: str, shape: str = "box") -> str:
     label = label.replace('"', "'")
-    if shape == "source":
-        return f'    {node_id}[/"{label}"/]'
-    if shape == "sink":
-        return f'    {node_id}[\\"{label}"\\]'
+    if shape == "source":  # stadium
+        return f'    {node_id}(["{label}"])'
+    if shape == "sink":  # cylinder
+        return f'    {node_id}[("{label}")]'
     if shape == "route":
         return f'    {node_id}{{"{label}"}}'
     return f'    {node_id}["{label}"]'

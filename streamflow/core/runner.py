@@ -395,6 +395,7 @@ class Runner:
             try:
                 while True:
                     await slots.acquire()
+                    await t.capacity()
                     batch = await inp.get()
                     if batch is None:
                         break

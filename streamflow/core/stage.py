@@ -167,6 +167,11 @@ class Transform(Component):
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
         raise NotImplementedError
 
+    async def capacity(self) -> None:
+        """Wait until another batch would be put to work at once (called before each read when
+        ``concurrency > 1``). Default: at once. A stage with its own internal queue (per-event
+        concurrency) waits while that queue is long, so read-ahead stays small."""
+
     async def tick(self) -> Batch | list[Batch] | None:
         """Emit what became due since the last call; called every `tick_interval` seconds."""
         return None

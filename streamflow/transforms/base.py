@@ -62,6 +62,11 @@ class EventTransform(Transform):
         return batch.derive(out)
 
     # -- engine ------------------------------------------------------------
+    async def capacity(self) -> None:
+        """With per-event concurrency: wait while ``concurrency`` events already wait for a slot."""
+        if self._launcher is not None:
+            await self._launcher.room()
+
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
         if not self.is_async:
             try:
@@ -169,17 +174,27 @@ class _BatchCalls:
 class _Launcher:
     """Keeps up to ``limit`` event calls running for a stage, starting queued ones FIFO across batches."""
 
-    __slots__ = ("limit", "running", "queue", "loop")
+    __slots__ = ("limit", "running", "queue", "loop", "backlog", "_room")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
         self.queue: deque[_BatchCalls] = deque()
         self.loop = asyncio.get_running_loop()
+        self.backlog = 0  # queued events not started yet
+        self._room: asyncio.Future[None] | None = None
+
+    async def room(self) -> None:
+        """Wait while at least ``limit`` events wait for a slot (more read-ahead would only queue)."""
+        while self.backlog >= self.limit:
+            if self._room is None or self._room.done():
+                self._room = self.loop.create_future()
+            await self._room
 
     def submit(self, run: _BatchCalls) -> None:
         if run.left:
             self.queue.append(run)
+            self.backlog += len(run.msgs)
             self.pump()
 
     def pump(self) -> None:
@@ -189,9 +204,11 @@ class _Launcher:
             run = queue[0]
             if run.cancelled:
                 queue.popleft()
+                self.backlog -= len(run.msgs) - run.next
                 continue
             i = run.next
             run.next += 1
+            self.backlog -= 1
             if run.next >= len(run.msgs):
                 queue.popleft()
             try:
@@ -203,6 +220,8 @@ class _Launcher:
             self.running += 1
             run.tasks.add(task)
             task.add_done_callback(functools.partial(self._done, run, i))
+        if self.backlog < self.limit and self._room is not None and not self._room.done():
+            self._room.set_result(None)
 
     def _done(self, run: _BatchCalls, i: int, task: asyncio.Task[Any]) -> None:
         self.running -= 1
