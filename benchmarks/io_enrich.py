@@ -132,7 +132,8 @@ async def run_streamflow(params: dict[str, Any]) -> dict[str, Any]:
             b.add_records([m.value for m in batch.messages])
 
     p = (Pipeline("io-enrich")
-         .source("generator", count=params["n"], format="object", template={"id": {"seq": True}, "kind": "click"})
+         .source("generator", count=params["n"], format="object", batch_size=params.get("batch_size", 1000),
+                 template={"id": {"seq": True}, "kind": "click"})
          .transform("enrich", fn=lookup, concurrency=CONCURRENCY)
          .sink(DigestSink()))
     with Stopwatch() as sw:
