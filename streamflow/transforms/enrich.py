@@ -1,11 +1,13 @@
-"""enrich: add fields to each (mapping) event from a lookup table file or a user function.
+"""enrich: add fields to each (mapping) event from a lookup table, a user function or an HTTP service.
 
 Table mode loads ``table`` (json, jsonl or csv) once in `open` and joins each
 event's ``key`` field against the table's ``table_key``. Function mode calls
 ``fn(key)`` (or ``fn(value)`` without a key), sync or async, with an optional
 LRU/TTL cache, a per-call ``timeout``, up to ``concurrency`` events in flight,
 and one shared call for concurrent lookups of the same key (single-flight).
-Failures and timeouts go to the stage's ``on_error`` policy.
+URL mode is function mode whose function is ``GET url`` with the key in
+the URL (``{key}``): 2xx JSON objects are merged, 404 means not found, other
+statuses raise. Failures and timeouts go to the stage's ``on_error`` policy.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import aiofiles
+import aiohttp
 import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from ..core.batch import Batch
 from ..core.message import Message
@@ -60,6 +64,11 @@ class EnrichConfig(TransformConfig):
     fn: FunctionRef | None = Field(None, description="`module:function` (sync or async) called with the "
                                                      "key (or the whole value without `key`), returning a "
                                                      "mapping to merge or null for not found")
+    url: str | None = Field(None, description="HTTP lookup: GET this URL with `{key}` replaced by the "
+                                              "URL-quoted key; a JSON object is merged, 404 is not found")
+    headers: dict[str, SecretStr] = Field(default_factory=dict,
+                                          description="request headers of `url` lookups (secrets welcome; "
+                                                      "never logged)")
     cache: CacheConfig | None = Field(None, description="cache function results per key "
                                                         "(`{max_size: N, ttl: seconds}`); needs `key`")
     timeout: float | None = Field(None, gt=0, description="seconds one async function call may take; "
@@ -69,8 +78,13 @@ class EnrichConfig(TransformConfig):
 
     @model_validator(mode="after")
     def _check(self) -> EnrichConfig:
-        if (self.table is None) == (self.fn is None):
-            raise ValueError("enrich needs exactly one of `table` or `fn`")
+        if sum(x is not None for x in (self.table, self.fn, self.url)) != 1:
+            raise ValueError("enrich needs exactly one of `table`, `fn` or `url`")
+        if self.url is not None:
+            if self.key is None or "{key}" not in self.url:
+                raise ValueError("enrich with `url` needs `key` and a `{key}` placeholder in the url")
+        elif self.headers:
+            raise ValueError("`headers` apply to `url`")
         if self.table is not None:
             if self.key is None:
                 raise ValueError("enrich with `table` needs `key` (the event field to look up)")
@@ -81,11 +95,11 @@ class EnrichConfig(TransformConfig):
                                      f"set `format` to one of json, jsonl, csv")
                 self.format = fmt
             if self.cache is not None or self.timeout is not None:
-                raise ValueError("`cache` and `timeout` apply to `fn`, not to `table`")
+                raise ValueError("`cache` and `timeout` apply to `fn` and `url`, not to `table`")
         else:
             for name in ("format", "table_key", "base_dir"):
                 if getattr(self, name) is not None:
-                    raise ValueError(f"`{name}` applies to `table`, not to `fn`")
+                    raise ValueError(f"`{name}` applies to `table`, not to `fn` or `url`")
             if self.cache is not None and self.key is None:
                 raise ValueError("`cache` needs `key`: results are cached per key")
         if self.key is not None:
@@ -97,6 +111,10 @@ class EnrichConfig(TransformConfig):
 
 class LookupMissing(LookupError):
     """No table row / function result for an event's key (on_missing: error)."""
+
+
+class LookupFailed(RuntimeError):
+    """An HTTP lookup answered with a status other than 2xx or 404."""
 
 
 # -- table files ----------------------------------------------------------------------
@@ -163,7 +181,8 @@ class Enrich(EventTransform):
         self._table_key = cfg.table_key or cfg.key
         self._table: dict[Any, dict[str, Any]] = {}
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
-        self.fn = cfg.fn
+        self.fn = cfg.fn if cfg.url is None else self._get
+        self._session: aiohttp.ClientSession | None = None
         self.is_async = self.fn is not None
         if self.is_async:
             self.concurrency = cfg.concurrency  # batches in flight too, so slow calls overlap
@@ -189,9 +208,26 @@ class Enrich(EventTransform):
             except (OSError, ValueError) as exc:
                 raise ValueError(f"stage {self.name!r}: cannot load enrich table {path}: {exc}") from exc
 
+        if self.config.url is not None:
+            headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
+            self._session = aiohttp.ClientSession(headers=headers)
+
     async def close(self) -> None:
         self._flight.cancel()
+        if self._session is not None:
+            await self._session.close()
         await super().close()
+
+    async def _get(self, key: Any) -> Any:
+        """URL mode's lookup function: GET the key's URL; JSON object, or None on 404."""
+        assert self._session is not None and self.config.url is not None
+        url = self.config.url.replace("{key}", quote(str(key), safe=""))
+        async with self._session.get(url) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status // 100 != 2:
+                raise LookupFailed(f"GET {url} answered {resp.status}")
+            return await resp.json(loads=orjson.loads, content_type=None)
 
     # -- what is merged ---------------------------------------------------------------
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
