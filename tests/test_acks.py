@@ -81,7 +81,7 @@ def test_watermark_property(plan: list[tuple[int, int, int]], data: st.DataObjec
     positions: dict[int, int] = {}
     batches: list[tuple[int, int, Batch]] = []
     refs: list[Batch] = []
-    for i, (part, copies, parts) in enumerate(plan):
+    for part, copies, parts in plan:
         positions[part] = positions.get(part, 0) + 1
         batch = Batch([], [tracker.track(part, positions[part])])
         batches.append((part, positions[part], batch))

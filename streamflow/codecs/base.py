@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator
 
 from ..core.registry import CODECS
 
@@ -22,3 +24,15 @@ class Codec:
 def get_codec(name: str) -> Codec:
     """An instance of the codec registered as ``name``."""
     return CODECS.get(name)()
+
+
+def _registered(name: str) -> str:
+    try:
+        CODECS.get(name)
+    except KeyError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+CodecName = Annotated[str, AfterValidator(_registered)]
+"""A config field naming a registered codec; unknown names are config errors listing the known ones."""

@@ -21,10 +21,10 @@ from typing import Any
 from .batch import Batch
 from .channel import Channel
 from .errors import PipelineFailed
-from .tuning import gc_tuned, tune_allocator
 from .pipeline import Pipeline, SinkRoute
 from .stage import Component, Sink, Source, StageContext, Transform
 from .stats import StageStats
+from .tuning import gc_tuned, tune_allocator
 
 log = logging.getLogger("streamflow.runner")
 
@@ -110,7 +110,7 @@ class Runner:
         p = self.pipeline
         names = [t.name for t in p.transforms]
         self._links: list[Channel] = [channel(f"{a}->{b}") for a, b in
-                                      zip(["sources", *names], [*names, "sinks"])]
+                                      zip(["sources", *names], [*names, "sinks"], strict=False)]
         self._sink_channels = [channel(f"->{r.sink.name}") for r in p.sinks]
         self._dlq_channel = channel(f"->{p.dead_letter_sink.name}") if p.dead_letter_sink else None
 
@@ -240,7 +240,7 @@ class Runner:
                                              name=f"transform:{t.name}"))
         tasks.append(asyncio.create_task(self._route_loop(self._links[-1]), name="route"))
         sink_tasks = [asyncio.create_task(self._sink_loop(r.sink, ch), name=f"sink:{r.sink.name}")
-                      for r, ch in zip(p.sinks, self._sink_channels)]
+                      for r, ch in zip(p.sinks, self._sink_channels, strict=False)]
         tasks += sink_tasks
         if p.dead_letter_sink is not None and self._dlq_channel is not None:
             dlq = self._dlq_channel
@@ -433,7 +433,7 @@ class Runner:
                     await channels[0].put(batch)
                     continue
                 targets: list[tuple[Channel, Batch]] = []
-                for route, ch in zip(routes, channels):
+                for route, ch in zip(routes, channels, strict=False):
                     if route.when is None:
                         targets.append((ch, batch))
                     else:
@@ -479,8 +479,6 @@ class Runner:
                 if attempt:
                     log.info("sink %s recovered after %d retries", sink.name, attempt)
                 return
-            except PipelineFailed:  # the sink decided the pipeline cannot go on
-                raise
             except PipelineFailed:
                 raise  # the sink says retrying cannot help (e.g. its reader went away)
             except Exception as exc:  # noqa: BLE001 - any other sink failure is retried

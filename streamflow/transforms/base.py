@@ -238,4 +238,4 @@ class _Launcher:
 
 def is_async_callable(fn: Any) -> bool:
     """True for coroutine functions (and callables whose __call__ is one)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)

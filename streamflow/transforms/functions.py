@@ -47,7 +47,7 @@ class Map(_FunctionTransform):
         fn = self.fn
         msgs = batch.messages
         values = [fn(m.value) for m in msgs]
-        for m, v in zip(msgs, values):
+        for m, v in zip(msgs, values, strict=False):
             m.value = v
         return batch
 

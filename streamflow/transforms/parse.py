@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ..codecs import get_codec
+from ..codecs import CodecName, get_codec
 from ..core.batch import Batch
 from ..core.message import Message
-from ..core.registry import CODECS, TRANSFORMS
+from ..core.registry import TRANSFORMS
 from ..core.stage import TransformConfig
 from .base import EventTransform
 
 
 class ParseConfig(TransformConfig):
-    codec: str = Field("json", description="codec that decodes the payload (json, lines, raw, csv …)")
-
-    @field_validator("codec")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        CODECS.get(v)
-        return v
+    codec: CodecName = Field("json", description="codec that decodes the payload (json, lines, raw, csv …)")
 
 
 @TRANSFORMS.register("parse")
@@ -51,7 +45,7 @@ class Parse(EventTransform):
         decode = self.codec.decode
         msgs = batch.messages
         values = [decode(m.value) for m in msgs]
-        for m, v in zip(msgs, values):
+        for m, v in zip(msgs, values, strict=False):
             if m.raw is None:
                 m.raw = m.value
             m.value = v

@@ -38,12 +38,12 @@ from aiokafka.errors import (
 )
 from pydantic import Field, field_validator, model_validator
 
-from ...codecs import get_codec
+from ...codecs import CodecName, get_codec
 from ...core.batch import Batch
 from ...core.errors import ErrorHandler, ErrorPolicy, PipelineFailed
 from ...core.message import Message
 from ...core.refs import FunctionRef
-from ...core.registry import CODECS, SINKS
+from ...core.registry import SINKS
 from ...core.stage import ComponentConfig, Sink, StageContext
 from ...transforms.fields import path_getter
 from .logs import quiet_repeats
@@ -83,7 +83,7 @@ class KafkaSinkConfig(KafkaConnection, ComponentConfig):
     headers: dict[str, str] = Field(default_factory=dict, description="static headers added to each message")
     pass_headers: bool = Field(True, description="write each message's own headers too")
     keep_timestamp: bool = Field(False, description="write the source timestamp instead of the send time")
-    codec: str = Field("json", description="how values are encoded; bytes values are written as they are")
+    codec: CodecName = Field("json", description="how values are encoded; bytes values are written as they are")
     dead_letter_format: Literal["auto", "raw", "record"] = Field(
         "auto", description="raw: write the original key/value bytes and the error headers; record: "
                             "write the dead-letter record encoded with `codec`; auto: raw when this "
@@ -103,15 +103,6 @@ class KafkaSinkConfig(KafkaConnection, ComponentConfig):
         default_factory=ErrorPolicy,
         description="what to do with a message that cannot be encoded or that the brokers reject for "
                     "good (too large, invalid topic)")
-
-    @field_validator("codec")
-    @classmethod
-    def _known_codec(cls, v: str) -> str:
-        try:
-            CODECS.get(v)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        return v
 
     @field_validator("topic_field", "key_field")
     @classmethod

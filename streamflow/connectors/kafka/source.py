@@ -21,11 +21,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import Field, field_validator, model_validator
 
-from ...codecs import get_codec
+from ...codecs import CodecName, get_codec
 from ...core.batch import Batch
 from ...core.errors import ErrorHandler
 from ...core.message import Message
-from ...core.registry import CODECS, SOURCES
+from ...core.registry import SOURCES
 from ...core.stage import Source, SourceConfig, StageContext
 from .logs import quiet_repeats
 from .security import KafkaConnection, start_client
@@ -44,7 +44,7 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
                           "without a rebalance (one distinct id per instance)")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a group without a committed offset starts")
-    codec: str = Field("json", description="how message values are decoded (json, lines, raw …)")
+    codec: CodecName = Field("json", description="how message values are decoded (json, lines, raw …)")
     batch_size: int = Field(1000, ge=1, description="most messages taken per poll (across partitions)")
     poll_timeout_ms: int = Field(500, ge=1, description="how long one poll waits for messages")
     fetch_max_wait_ms: int = Field(100, ge=0, description="how long the broker may hold a fetch to fill it")
@@ -68,15 +68,6 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
     @classmethod
     def _one_topic(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
-
-    @field_validator("codec")
-    @classmethod
-    def _known_codec(cls, v: str) -> str:
-        try:
-            CODECS.get(v)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        return v
 
     @model_validator(mode="after")
     def _topics_or_pattern(self) -> KafkaSourceConfig:
