@@ -96,7 +96,7 @@ class Pipeline:
         """Give an unnamed stage a unique default name (``map``, ``map_2`` …)."""
         if comp.config.name is None:
             taken = {s.name for s in self.stages()}
-            base, i = comp.type_name, 2
+            base, i = comp.name, 2
             while comp.name in taken:
                 comp.name = f"{base}_{i}"
                 i += 1
@@ -150,7 +150,10 @@ class Pipeline:
 
     def dead_letter(self, sink: Sink | str, **options: Any) -> Pipeline:
         """Where `dead_letter` error policies send failed events."""
-        self.dead_letter_sink = self._named(_build(SINKS, sink, options, Sink))
+        sink = _build(SINKS, sink, options, Sink)
+        if sink.config.name is None:
+            sink.name = "dead_letter"
+        self.dead_letter_sink = self._named(sink)
         return self
 
     # -- checking and running --------------------------------------------
