@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     opts = Options(n=args.n, rounds=args.rounds, smoke=args.smoke, bootstrap=args.bootstrap, json_path=args.json,
                    peers=not args.no_peers, verbose=args.verbose, only_variants=args.variant)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    rounds = args.rounds or ("1" if args.smoke else "default (file-enrich 3, kafka-enrich 2, io-enrich 3, memory 2)")
+    rounds = args.rounds or ("1" if args.smoke else "default (file-enrich 3, kafka-enrich 3, io-enrich 3, memory 2)")
     log(f"streamflow benchmarks: {', '.join(names)}; rounds={rounds}{' (smoke)' if args.smoke else ''}; "
         f"work dir {opts.workdir}")
     rows: list[tuple[type[Workload], list[Any]]] = []
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
             failed |= any(o.status.startswith("FAILED") for o in outcomes)
     finally:
         if kafka is not None:
-            kafka.stop()
+            kafka.close()
         if not args.keep:
             shutil.rmtree(opts.workdir, ignore_errors=True)
     print()
@@ -78,19 +78,23 @@ def _na(cls: type[Workload], opts: Options, variant: str, reason: str) -> Any:
 
 def _start_broker(log: Any) -> Any:
     """A local Kafka broker from the test harness (tests/kafka/broker.py), or None if it cannot run."""
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    try:
-        from tests.kafka.broker import KafkaBroker
-    except ImportError as exc:
-        log(f"cannot import the Kafka test harness: {exc}")
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tests" / "kafka" / "broker.py"
+    spec = importlib.util.spec_from_file_location("streamflow_kafka_harness", path)
+    if spec is None or spec.loader is None or not path.exists():
+        log(f"no Kafka test harness at {path}")
         return None
+    harness = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = harness
+    spec.loader.exec_module(harness)
     log("starting a local Kafka broker (tests/kafka/broker.py) …")
-    broker = KafkaBroker()
+    broker = harness.KafkaBroker()
     try:
         broker.start()
     except Exception as exc:  # noqa: BLE001 - no Java, no jars …: the kafka workloads are n/a
         log(f"cannot start a Kafka broker: {exc}")
+        broker.close()
         return None
     log(f"broker at {broker.bootstrap}")
     return broker

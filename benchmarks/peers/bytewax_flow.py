@@ -34,7 +34,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     brokers = [params["bootstrap"]]
     flow = Dataflow("kafka-enrich")
     stream = op.input("in", flow, KafkaSource(brokers, [params["input_topic"]], tail=False,
-                                              add_config={"group.id": params["group"]}))
+                                              add_config={"group.id": params["group"]},
+                                              batch_size=params["batch_size"]))
     values = op.map("parse", stream, parse)
     kept = op.filter("filter", values, data.keep)
     out = op.map("enrich", kept, enrich)
