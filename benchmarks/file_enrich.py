@@ -2,9 +2,8 @@
 
 ``bare`` is the best hand-written asyncio loop (uvloop, 1 MiB aiofiles reads,
 orjson on bytes, list comprehensions, one write per chunk); ``streamflow`` is
-the same job as a `Pipeline` of the file source (``batch_size: 5000``),
-`filter`, `enrich` (table) and the file sink; ``streamflow-b1000`` is the
-same with the source's default batch size.
+the same job as a `Pipeline` of the file source, `filter`, `enrich` (table)
+and the file sink, every component with its default settings.
 """
 
 from __future__ import annotations
@@ -15,16 +14,10 @@ from typing import Any
 from . import data
 from .harness import Stopwatch, Workload, tune_like_streamflow
 
-#: Lines per batch of the streamflow variants: about what the bare loop handles per iteration
-#: (a 1 MiB read is ~8,000 lines). ``streamflow-b1000`` runs the file source's default.
-BATCH = 5000
-DEFAULT_BATCH = 1000
-
 
 class FileEnrich(Workload):
     name = "file-enrich"
-    variants = ("bare", "streamflow", "streamflow-b1000", "streamflow-proposed")
-    extras = frozenset({"streamflow-proposed"})
+    variants = ("bare", "streamflow")
     baselines = ("bare",)
     default_n = 1_000_000
     timeout = 300.0
@@ -36,8 +29,7 @@ class FileEnrich(Workload):
 
     def params(self, variant: str, round_no: int) -> dict[str, Any]:
         out = self.opts.workdir / f"file-enrich-{variant}-{round_no}.jsonl"
-        return {"n": self.n, "input": self.input, "table": self.table, "output": str(out),
-                "batch_size": DEFAULT_BATCH if variant == "streamflow-b1000" else BATCH}
+        return {"n": self.n, "input": self.input, "table": self.table, "output": str(out)}
 
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
         got = data.file_digest(params["output"])
@@ -59,12 +51,6 @@ class FileEnrich(Workload):
 
     @classmethod
     def run_variant(cls, variant: str, params: dict[str, Any]) -> dict[str, Any]:
-        if variant == "streamflow-proposed":
-            from .proposals import install
-
-            install()
-        if variant.startswith("streamflow"):
-            variant = "streamflow"
         return {"bare": run_bare, "streamflow": run_streamflow}[variant](params)
 
 
@@ -115,7 +101,7 @@ def pipeline(params: dict[str, Any]) -> Any:
     from streamflow import Pipeline
 
     return (Pipeline("file-enrich")
-            .source("file", path=params["input"], format="jsonl", batch_size=params.get("batch_size", 1000))
+            .source("file", path=params["input"])
             .filter(data.keep)
             .transform("enrich", table=params["table"], key="user_id", fields=["segment", "region"])
             .sink("file", path=params["output"]))

@@ -156,3 +156,33 @@ def test_config_errors() -> None:
     with pytest.raises(ValidationError):
         FileSink(path="x", format="raw")
     assert FileSink(path="x", flush={"interval": 1.5}).config.flush.interval == 1.5
+
+
+def test_non_string_keys_are_written_as_strings_in_any_batch(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    values = [{"a": 1}, {1: "one", None: 2}, {"nested": {2.5: [1]}}, {"b": 2}]
+    r = run(Pipeline("t").source(MemorySource(values=values, batch_size=3)).sink(FileSink(path=str(out))))
+    assert r.exit_code == EXIT_OK
+    assert out.read_bytes() == b'{"a":1}\n{"1":"one","null":2}\n{"nested":{"2.5":[1]}}\n{"b":2}\n'
+
+
+def test_large_blocks_through_a_thread_small_ones_inline_same_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamflow.connectors import files_sink
+
+    threaded: list[int] = []
+    in_thread = files_sink._append_in_thread
+
+    async def spy(f, data: bytes, flush: bool) -> None:
+        threaded.append(len(data))
+        await in_thread(f, data, flush)
+
+    monkeypatch.setattr(files_sink, "_append_in_thread", spy)
+    monkeypatch.setattr(files_sink, "INLINE_WRITE_MAX", 100)
+    values = [{"i": i, "pad": "x" * (i % 7)} for i in range(60)]
+    out = tmp_path / "out.jsonl"
+    r = run(Pipeline("t").source(MemorySource(values=values + [{"i": 60}], batch_size=20))
+            .sink(FileSink(path=str(out), fsync=True)))
+    assert r.exit_code == EXIT_OK
+    assert threaded and all(n > 100 for n in threaded) and len(threaded) == 3  # the last batch is small
+    assert [orjson.loads(line) for line in lines_of(out)] == values + [{"i": 60}]

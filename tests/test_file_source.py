@@ -95,6 +95,27 @@ def test_lines_and_raw_formats_strip_newlines_and_crlf(tmp_path: Path) -> None:
     assert [m.offset for m in raw.messages] == [1, 2, 3, 4]
 
 
+
+def test_line_splitter_notes_carriage_returns() -> None:
+    s = LineSplitter()
+    assert s.feed(b"a\nb") == [b"a"] and not s.saw_cr
+    assert s.feed(b"\r") == [] and s.saw_cr  # a \r waiting in the partial line counts too
+    assert s.feed(b"\nc\n") == [b"b\r", b"c"] and s.saw_cr
+
+
+@pytest.mark.parametrize("chunk_size", [7, 1 << 20])
+def test_crlf_json_lines_after_plain_ones_keep_raw_without_cr(tmp_path: Path, chunk_size: int) -> None:
+    path = tmp_path / "in.jsonl"
+    plain = [orjson.dumps({"id": i}) for i in range(30)]
+    crlf = [orjson.dumps({"id": i, "w": "x"}) for i in range(30, 60)]
+    path.write_bytes(b"".join(x + b"\n" for x in plain) + b"".join(x + b"\r\n" for x in crlf))
+    out = MemorySink()
+    src = FileSource(path=str(path), batch_size=8, chunk_size=chunk_size)
+    assert run(Pipeline("t").source(src).sink(out)).exit_code == EXIT_OK
+    assert [m.raw for m in out.messages] == plain + crlf
+    assert out.values == [orjson.loads(x) for x in plain + crlf]
+    assert [m.offset for m in out.messages] == list(range(1, 61))
+
 def test_blank_jsonl_lines_are_skipped_but_counted(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"a": 1}\n\n  \r\n{"a": 2}\r\n')

@@ -150,3 +150,20 @@ def test_other_config_errors() -> None:
     with pytest.raises(ValidationError):
         GeneratorSource(rate=0)
     assert {"seq", "choice", "int", "float", "normal", "uuid", "now", "string"} <= set(FIELD_KINDS)
+
+
+def test_json_values_are_exact_size_bytes() -> None:
+    """Events held in channels take their own size, not orjson's ~4 KiB output buffer each."""
+    import tracemalloc
+
+    src = GeneratorSource(seed=3, template={"id": {"seq": True}, "user": {"choice": ["ann", "bob"]}})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        msgs = src._messages(0, 2000)
+        per_event = (tracemalloc.get_traced_memory()[0] - before) / len(msgs)
+    finally:
+        tracemalloc.stop()
+    assert all(type(m.value) is bytes and m.raw is m.value for m in msgs)
+    assert orjson.loads(msgs[5].value) == {"id": 5, "user": orjson.loads(msgs[5].value)["user"]}
+    assert per_event < 1000  # Message + exact-size bytes; was ~4,200 with orjson's buffer

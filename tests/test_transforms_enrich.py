@@ -96,6 +96,31 @@ def test_missing_key_goes_to_error_policy(tmp_path: Path) -> None:
     assert source.committed == {0: 4}
 
 
+
+def test_every_event_found_and_non_mapping_events_in_one_batch(tmp_path: Path) -> None:
+    table = write_json(tmp_path / "users.json", USERS)
+    dlq = MemorySink()
+    sink, _, result = run([{"id": 1}, {"id": 2}], table=str(table), key="id", fields=["name"])
+    assert sink.values == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]
+    sink, _, result = run([{"id": 1}, ["id", 2], {"id": 2}], dead_letter=dlq, table=str(table), key="id",
+                          fields=["name"], on_error="dead_letter")
+    assert sink.values == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]
+    assert [v["payload"] for v in dlq.values] == [["id", 2]]
+
+
+def test_events_without_the_key_never_match_a_row_keyed_null(tmp_path: Path) -> None:
+    table = tmp_path / "users.jsonl"
+    table.write_text('{"id": null, "name": "nobody"}\n{"id": 1, "name": "ann"}\n')
+    sink, _, _ = run([{"id": 1}, {"other": 0}, {"id": None}], table=str(table), key="id", fields=["name"])
+    assert sink.values == [{"id": 1, "name": "ann"}, {"other": 0}, {"id": None}]
+
+
+def test_numeric_event_keys_match_string_table_keys(tmp_path: Path) -> None:
+    table = tmp_path / "users.csv"
+    table.write_text("id,name\n1,ann\n2,bob\n")
+    sink, _, _ = run([{"id": 2}, {"id": "1"}], table=str(table), key="id", fields=["name"])
+    assert sink.values == [{"id": 2, "name": "bob"}, {"id": "1", "name": "ann"}]
+
 def test_missing_key_with_fail_policy_fails_the_pipeline(tmp_path: Path) -> None:
     table = write_json(tmp_path / "users.json", USERS)
     _, source, result = run([{"id": 1}, {"id": 9}], table=str(table), key="id", on_missing="error")

@@ -1,4 +1,15 @@
-"""file sink: append events to a line-delimited file, flushed per batch or per interval, with rotation."""
+"""file sink: append events to a line-delimited file, flushed per batch or per interval, with rotation.
+
+Opening, closing, renaming and ``fsync`` go through aiofiles (a worker
+thread). Appending a batch does not: it is one ``write`` of the whole encoded
+batch into the page cache, which takes microseconds (~0.1 ms for 1 MB),
+while a thread hand-off per batch cost more than the write itself: the
+executor round trip, plus the worker waiting for the GIL (5 ms switch
+interval) while the event loop runs. Measured on file-enrich (1M events),
+moving the write inline took the pipeline from ~0.87x to ~1.2x the bare loop.
+Only a block larger than `INLINE_WRITE_MAX` (a huge batch, where a slow disk
+could stall the loop noticeably) still goes through a thread.
+"""
 
 from __future__ import annotations
 
@@ -36,15 +47,34 @@ def _open_append(path: str) -> tuple[BinaryIO, int]:
     return f, size
 
 
-@aiofiles.os.wrap
-def _write(f: BinaryIO, data: bytes, flush: bool, fsync: bool) -> None:
-    """Append ``data`` and, with ``flush``, push it to the OS (and the disk with ``fsync``)."""
+#: Largest block appended on the event loop's thread (bigger ones go through a worker thread).
+INLINE_WRITE_MAX = 8 << 20
+
+
+def _append(f: BinaryIO, data: bytes, flush: bool) -> None:
+    """Append ``data`` and, with ``flush``, push it to the OS (the page cache)."""
     if data:
         f.write(data)
     if flush:
         f.flush()
-        if fsync:
-            os.fsync(f.fileno())
+
+
+_append_in_thread = aiofiles.os.wrap(_append)
+
+
+@aiofiles.os.wrap
+def _fsync(f: BinaryIO) -> None:
+    os.fsync(f.fileno())
+
+
+async def _write(f: BinaryIO, data: bytes, flush: bool, fsync: bool) -> None:
+    """Append ``data`` and, with ``flush``, push it to the OS (and the disk with ``fsync``)."""
+    if len(data) <= INLINE_WRITE_MAX:
+        _append(f, data, flush)
+    else:
+        await _append_in_thread(f, data, flush)
+    if flush and fsync:
+        await _fsync(f)
 
 
 @aiofiles.os.wrap

@@ -234,7 +234,7 @@ class FileSource(LineSource):
         self._emit_line += len(take)
         path = self.config.path
         ack = self.tracker.track(path, FilePosition(self._inode, end, self._emit_line))
-        return await self.make_batch(take, first, path, ack)
+        return await self.make_batch(take, first, path, ack, self._splitter.saw_cr)
 
     async def _try_open(self) -> bool:
         try:

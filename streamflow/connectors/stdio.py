@@ -142,7 +142,8 @@ class StdinSource(LineSource):
         del self._pending[:len(take)]
         first = self._line
         self._line += len(take)
-        return await self.make_batch(take, first, "stdin", self.tracker.track("stdin", self._line))
+        return await self.make_batch(take, first, "stdin", self.tracker.track("stdin", self._line),
+                                     self._splitter.saw_cr)
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -180,6 +180,8 @@ class Enrich(EventTransform):
         self._key = path_getter(cfg.key) if cfg.key is not None else None
         self._table_key = cfg.table_key or cfg.key
         self._table: dict[Any, dict[str, Any]] = {}
+        #: Table mode with a top-level key: the field `fast` looks up directly (set by `open`).
+        self._plain_key: str | None = None
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
         self.fn = cfg.fn if cfg.url is None else self._get
         self._session: aiohttp.ClientSession | None = None
@@ -207,6 +209,10 @@ class Enrich(EventTransform):
                 self._table = index_rows(rows, self._table_key, self.project)
             except (OSError, ValueError) as exc:
                 raise ValueError(f"stage {self.name!r}: cannot load enrich table {path}: {exc}") from exc
+            key = self.config.key
+            # a None key means "no key" (never a row), so a table with a None key takes the general path
+            if key is not None and "." not in key and None not in self._table:
+                self._plain_key = key
 
         if self.config.url is not None:
             headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
@@ -271,6 +277,10 @@ class Enrich(EventTransform):
         out.append(msg)
 
     def fast(self, batch: Batch) -> Batch:
+        if self._plain_key is not None:
+            done = self._fast_table(batch)
+            if done is not None:
+                return done
         # look everything up first: a lookup that raises leaves no event half-done
         call, emit = self.call, self.emit
         msgs = batch.messages
@@ -279,6 +289,22 @@ class Enrich(EventTransform):
         for m, r in zip(msgs, results, strict=True):
             emit(m, r, out)
         return batch.derive(out)
+
+    def _fast_table(self, batch: Batch) -> Batch | None:
+        """Table mode's common case: every event a dict whose key has a row (None: not the case)."""
+        values = [m.value for m in batch.messages]
+        if not values or {*map(type, values)} != {dict}:
+            return None
+        get, key = self._table.get, self._plain_key
+        try:
+            found = [get(v.get(key)) for v in values]
+        except TypeError:  # an unhashable key: the general path reports it
+            return None
+        if None in found:  # missing rows (or ones found only under str(key)): the general path
+            return None
+        for v, row in zip(values, found, strict=True):
+            v.update(row)
+        return batch
 
     # -- function mode ----------------------------------------------------------------
     async def _fetch(self, value: dict[str, Any]) -> dict[str, Any] | None:
@@ -303,10 +329,14 @@ class Enrich(EventTransform):
         """One call of ``fn`` (under ``timeout``), its mapping result projected."""
         assert self.fn is not None
         self.calls += 1
-        async with asyncio.timeout(self.config.timeout):
-            result = self.fn(arg)
-            if inspect.isawaitable(result):
+        timeout = self.config.timeout
+        result = self.fn(arg)
+        if inspect.isawaitable(result):
+            if timeout is None:  # asyncio.timeout(None) costs ~3 us a call for nothing
                 result = await result
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await result
         if result is None:
             return None
         if not isinstance(result, Mapping):

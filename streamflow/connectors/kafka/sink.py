@@ -17,7 +17,8 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
@@ -36,6 +37,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnknownProducerId,
 )
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from pydantic import Field, field_validator, model_validator
 
 from ...codecs import CodecName, get_codec
@@ -62,6 +65,16 @@ BROKEN_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
     OutOfOrderSequenceNumber, ProducerFenced, InvalidProducerEpoch, InvalidProducerIdMapping,
     UnknownProducerId, ProducerClosed,
 )
+
+#: Broker rejections of a record batch for its size: its records are re-sent one by one to find the culprit.
+SIZE_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
+)
+
+#: Most keys whose partition is remembered per topic (the cache restarts beyond).
+_KEY_CACHE_SIZE = 100_000
+
+_size = DefaultRecordBatchBuilder.estimate_size_in_bytes
 
 _COMPRESSION_AVAILABLE: dict[str, Callable[[], bool]] = {
     "gzip": kafka_codecs.has_gzip,
@@ -147,15 +160,27 @@ def _to_bytes(value: Any) -> bytes | None:
     return str(value).encode()
 
 
-class _Record:
-    """One message ready to send."""
+_tuple_new = tuple.__new__
 
-    __slots__ = ("msg", "topic", "key", "value", "headers", "timestamp_ms")
 
-    def __init__(self, msg: Message, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> None:
-        self.msg, self.topic, self.key, self.value = msg, topic, key, value
-        self.headers, self.timestamp_ms = headers, timestamp_ms
+class _Record(tuple):
+    """One message ready to send: ``(msg, topic, key, value, headers, timestamp_ms)``.
+
+    A tuple: built in one C call on the hot path and unpacked in the send loop.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, msg: Message, topic: str, key: bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes]], timestamp_ms: int | None) -> _Record:
+        return _tuple_new(cls, (msg, topic, key, value, headers, timestamp_ms))
+
+    msg = property(itemgetter(0))
+    topic = property(itemgetter(1))
+    key = property(itemgetter(2))
+    value = property(itemgetter(3))
+    headers = property(itemgetter(4))
+    timestamp_ms = property(itemgetter(5))
 
 
 @SINKS.register("kafka")
@@ -199,6 +224,8 @@ class KafkaSink(Sink):
         self._inflight: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._retrying = 0
+        self._turn = -1  # keyless writes rotate over the partitions
+        self._key_partitions: dict[str, tuple[tuple[int, ...], dict[bytes, int]]] = {}
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
@@ -242,7 +269,7 @@ class KafkaSink(Sink):
     async def write(self, batch: Batch) -> None:
         self._raise_failure()
         try:
-            records = [self._record(m) for m in batch.messages]
+            records = self._records(batch.messages)
         except Exception:  # noqa: BLE001 - one bad message: apply on_error to each
             records = await self._records_each(batch)
         if not records:
@@ -268,6 +295,35 @@ class KafkaSink(Sink):
     def _raise_failure(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+    def _plain(self) -> bool:
+        """Whether records can take the fast path: fixed topic, the message's own key, no static
+        headers, send time as timestamp, not raw dead-letter output."""
+        c = self.config
+        return (c.topic is not None and c.key_fn is None and c.key_field is None and not self._static_headers
+                and not c.keep_timestamp and not self._raw_out)
+
+    def _records(self, msgs: list[Message]) -> list[_Record]:
+        """The records of a batch's messages; structured values, bytes/str/no keys and no headers to
+        pass take a fast path, anything else goes through `_record`."""
+        if not self._plain():
+            return [self._record(m) for m in msgs]
+        topic, encode, record = self.config.topic, self._encode, self._record
+        pass_headers = self.config.pass_headers
+        out: list[_Record] = []
+        append = out.append
+        for m in msgs:
+            v, k = m.value, m.key
+            tv = type(v)
+            if (tv is dict or tv is list) and not (pass_headers and m.headers):
+                if k is None or type(k) is bytes:
+                    append(_tuple_new(_Record, (m, topic, k, encode(v), [], None)))
+                    continue
+                if type(k) is str:
+                    append(_tuple_new(_Record, (m, topic, k.encode(), encode(v), [], None)))
+                    continue
+            append(record(m))
+        return out
 
     def _record(self, m: Message) -> _Record:
         if self._raw_out and m.raw is not None:
@@ -304,26 +360,129 @@ class KafkaSink(Sink):
                 await self.errors.handle(m, exc, None, batch)  # skipped, dead-lettered or raises
         return records
 
-    async def _send(self, records: list[_Record]) -> _Attempt:
-        """Append records to the producer: their delivery futures, and the unsent rest.
+    async def _partitioned(self, producer: Any, records: list[_Record],
+                           attempt: _Attempt) -> dict[tuple[str, int], list[_Record]]:
+        """Records by (topic, partition), in write order within each partition.
 
-        `send` only waits when the accumulator is full or the topic's metadata
-        is unknown; if it fails (e.g. the brokers are unreachable) the rest of
-        the records are kept for a later re-send, in order.
+        Keyed records get the partition `producer.send` would choose (the
+        producer's partitioner over the topic's partitions; murmur2 results are
+        cached per key while the partition list is unchanged); keyless records
+        of one write all go to one partition (sticky), rotating between writes.
+        Records of a topic whose metadata is unavailable go to ``attempt``.
+        """
+        if self.config.topic is not None:
+            by_topic = {self.config.topic: records}
+        else:
+            by_topic = {}
+            for r in records:
+                by_topic.setdefault(r[1], []).append(r)
+        groups: dict[tuple[str, int], list[_Record]] = {}
+        for topic, recs in by_topic.items():
+            try:
+                parts = await producer.partitions_for(topic)
+            except PERMANENT_ERRORS as exc:
+                for r in recs:
+                    attempt.sent.append(((r,), _failed(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - no metadata (yet): re-sent later
+                attempt.unsent.extend(recs)
+                attempt.error = exc
+                continue
+            all_parts = list(parts)
+            available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
+            keys = [r[2] for r in recs]
+            if keys.count(None) == len(keys):  # keyless write: one partition
+                groups.setdefault((topic, self._sticky(available or all_parts)), []).extend(recs)
+                continue
+            sticky: int | None = None
+            choose = self._chooser(producer, topic, all_parts, available)
+            for r, key in zip(recs, keys, strict=True):
+                if key is None:
+                    if sticky is None:
+                        sticky = self._sticky(available or all_parts)
+                    part = sticky
+                else:
+                    part = choose(key)
+                group = groups.get((topic, part))
+                if group is None:
+                    groups[(topic, part)] = [r]
+                else:
+                    group.append(r)
+        return groups
+
+    def _sticky(self, parts: list[int]) -> int:
+        """The partition of a write's keyless records: the next one of ``parts`` in turn."""
+        self._turn += 1
+        return parts[self._turn % len(parts)]
+
+    def _chooser(self, producer: Any, topic: str, all_parts: list[int],
+                 available: list[int]) -> Callable[[bytes], int]:
+        """key -> partition, exactly as `producer.send` chooses it (cached for the default partitioner)."""
+        partitioner = producer._partitioner
+        if not isinstance(partitioner, DefaultPartitioner):
+            return lambda key: partitioner(key, all_parts, available)
+        ident = tuple(all_parts)
+        known = self._key_partitions.get(topic)
+        if known is None or known[0] != ident or len(known[1]) > _KEY_CACHE_SIZE:
+            known = self._key_partitions[topic] = (ident, {})
+        cache = known[1]
+
+        def choose(key: bytes) -> int:
+            part = cache.get(key)
+            if part is None:
+                part = cache[key] = partitioner(key, all_parts, available)
+            return part
+        return choose
+
+    async def _send(self, records: list[_Record], alone: bool = False) -> _Attempt:
+        """Hand records to the producer as one record batch per partition (more when one fills up).
+
+        ``send_batch`` waits only while the partition's previous batch is
+        still queued or the topic's metadata is unknown; if it fails (e.g. the
+        brokers are unreachable) that partition's remaining records are kept
+        for a later re-send, in order. ``alone`` sends each record in its own
+        batch (to find the one a broker rejects as too large).
         """
         producer = self._producer
         attempt = _Attempt(producer)
-        for i, r in enumerate(records):
+        groups = await self._partitioned(producer, records, attempt)
+        create, send_batch = producer.create_batch, producer.send_batch
+        limit = self.config.max_request_size
+        sent = attempt.sent
+        for (topic, part), recs in groups.items():
+            done = 0  # records of recs handed to the producer (or failed for good)
             try:
-                fut = await producer.send(r.topic, r.value, key=r.key, headers=r.headers,
-                                          timestamp_ms=r.timestamp_ms)
+                builder, members = create(), []
+                for r in recs:
+                    _, _, key, value, headers, ts = r
+                    if (headers or (len(value) if value else 0) + (len(key) if key else 0) > limit - 512) \
+                            and _size(key, value, headers) > limit:
+                        if members:
+                            sent.append((members, await send_batch(builder, topic, partition=part)))
+                            done += len(members)
+                            builder, members = create(), []
+                        sent.append(((r,), _failed(MessageSizeTooLargeError(
+                            f"the message is {_size(key, value, headers)} bytes when serialized, more "
+                            "than max_request_size"))))
+                        done += 1
+                        continue
+                    if members and (alone or builder.append(timestamp=ts, key=key, value=value,
+                                                            headers=headers) is None):
+                        sent.append((members, await send_batch(builder, topic, partition=part)))
+                        done += len(members)
+                        builder, members = create(), []
+                    if not members:
+                        builder.append(timestamp=ts, key=key, value=value, headers=headers)  # 1st fits
+                    members.append(r)
+                if members:
+                    sent.append((members, await send_batch(builder, topic, partition=part)))
+                    done += len(members)
             except PERMANENT_ERRORS as exc:
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_exception(exc)
+                for r in recs[done:]:
+                    sent.append(((r,), _failed(exc)))
             except Exception as exc:  # noqa: BLE001 - any other send failure is retried
-                attempt.unsent, attempt.error = records[i:], exc
-                break
-            attempt.sent.append((r, fut))
+                attempt.unsent.extend(recs[done:])
+                attempt.error = exc
         return attempt
 
     async def _deliver(self, batch: Batch, attempt: _Attempt) -> None:
@@ -334,14 +493,21 @@ class KafkaSink(Sink):
                 results = await asyncio.gather(*(f for _, f in attempt.sent), return_exceptions=True)
                 failed = attempt.unsent
                 error = attempt.error
-                for (record, _), result in zip(attempt.sent, results, strict=True):
-                    if isinstance(result, PERMANENT_ERRORS):
-                        await self.errors.handle(record.msg, result, None, batch)
+                isolate: list[_Record] = []
+                for (recs, _), result in zip(attempt.sent, results, strict=True):
+                    if isinstance(result, SIZE_ERRORS) and len(recs) > 1:
+                        isolate.extend(recs)  # the broker refused the record batch: find the culprit
+                    elif isinstance(result, PERMANENT_ERRORS):
+                        for record in recs:
+                            await self.errors.handle(record[0], result, None, batch)
                     elif isinstance(result, BaseException):
-                        failed.append(record)
+                        failed.extend(recs)
                         error = result
                 if not failed:
-                    break
+                    if not isolate:
+                        break
+                    attempt = await self._send(isolate, alone=True)
+                    continue
                 tries += 1
                 if tries == 1:
                     self._retrying += 1
@@ -354,7 +520,7 @@ class KafkaSink(Sink):
                 log.warning("kafka sink %s: %d messages not delivered (%s: %s); re-sending in %.1fs "
                             "(attempt %d)", self.name, len(failed), type(error).__name__, error, delay, tries)
                 await asyncio.sleep(delay)
-                attempt = await self._send(failed)
+                attempt = await self._send(failed + isolate, alone=bool(isolate))
             if tries:
                 log.info("kafka sink %s: delivered after %d re-sends", self.name, tries)
             batch.ack()
@@ -386,12 +552,22 @@ class KafkaSink(Sink):
 
 
 class _Attempt:
-    """One pass of sending records: which producer, the delivery futures, what could not be sent."""
+    """One pass of sending records: which producer, the delivery futures, what could not be sent.
+
+    ``sent`` holds (records of one record batch, its delivery future).
+    """
 
     __slots__ = ("producer", "sent", "unsent", "error")
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self.sent: list[tuple[_Record, Any]] = []
+        self.sent: list[tuple[Sequence[_Record], Any]] = []
         self.unsent: list[_Record] = []
         self.error: BaseException | None = None
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    """A delivery future that already failed with ``exc``."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut

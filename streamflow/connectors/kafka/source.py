@@ -171,20 +171,30 @@ class KafkaSource(Source):
         return await self._batch(tp, records)
 
     async def _batch(self, tp: Any, records: list[Any]) -> Batch:
-        msgs = [Message(None, _key(r.key), list(r.headers) if r.headers else None, r.timestamp / 1000,
-                        r.topic, r.partition, r.offset, r.value) for r in records]
+        """One partition's records as a batch, decoded in one pass (per record only on an error)."""
+        topic, partition = tp.topic, tp.partition
+        decode = self._decode
+        msg, key_of = Message, _key
+        try:
+            if decode is None:
+                msgs = [msg((v := r.value), None if (k := r.key) is None else key_of(k),
+                            list(h) if (h := r.headers) else None, r.timestamp / 1000,
+                            topic, partition, r.offset, v) for r in records]
+            else:
+                msgs = [msg(None if (v := r.value) is None else decode(v),
+                            None if (k := r.key) is None else key_of(k),
+                            list(h) if (h := r.headers) else None, r.timestamp / 1000,
+                            topic, partition, r.offset, v) for r in records]
+            failed = False
+        except Exception:  # noqa: BLE001 - one bad payload: handle each event on its own
+            msgs = [msg(None, None if (k := r.key) is None else key_of(k),
+                        list(h) if (h := r.headers) else None, r.timestamp / 1000,
+                        topic, partition, r.offset, r.value) for r in records]
+            failed = True
         end = records[-1].offset + 1
         self._next[tp] = end
         batch = Batch(msgs, [self.tracker.track(tp, end)])
-        decode = self._decode
-        if decode is None:
-            for m in msgs:
-                m.value = m.raw
-            return batch
-        try:
-            for m in msgs:
-                m.value = None if m.raw is None else decode(m.raw)
-        except Exception:  # noqa: BLE001 - one bad payload: handle each event on its own
+        if failed:
             return await self._decode_each(batch)
         return batch
 

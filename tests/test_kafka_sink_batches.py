@@ -1,0 +1,55 @@
+"""The Kafka sink's per-partition record batches against a real broker: partitions, order, size errors."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.partitioner import murmur2
+from test_kafka_pipeline import ids_of, run_until
+
+from streamflow import Pipeline
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_keyed_records_go_where_send_would_put_them_in_order_and_big_ones_to_on_error(kafka):
+    src, out = await kafka.topic("sb-in", 1), await kafka.topic("sb-out", 3)
+    n = 300
+    events = [(None, {"id": i, "user": f"user-{i % 11}"}, 0) for i in range(n)]
+    events[150] = (None, {"id": 150, "user": "user-7", "pad": "x" * 5000}, 0)  # > max_request_size
+    await kafka.produce(src, events)
+    pipeline = (Pipeline("sb", commit_interval=0.2)
+                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
+                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out, key_field="user",
+                      max_request_size=4096, on_error={"policy": "skip"}))
+    records, _ = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 1))
+    assert sorted(ids_of(records)) == [i for i in range(n) if i != 150]  # the big one skipped, alone
+    by_partition: dict[int, list[int]] = {}
+    for r in records:
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3  # DefaultPartitioner's choice
+        by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
+    for ids in by_partition.values():
+        assert ids == sorted(ids)  # write order kept within each partition
+
+
+async def test_keyless_records_of_a_write_share_a_partition(kafka):
+    src, out = await kafka.topic("sk-in", 1), await kafka.topic("sk-out", 3)
+    n = 400
+    await kafka.produce(src, [(None, {"id": i}, 0) for i in range(n)])
+
+    pipeline = (Pipeline("sk", commit_interval=0.2)
+                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}",
+                        batch_size=100)
+                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out))
+    records, _ = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n))
+    assert sorted(ids_of(records)) == list(range(n))
+    by_partition: dict[int, list[int]] = {}
+    for r in records:
+        assert r.key is None
+        by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
+    assert len(by_partition) > 1  # writes rotate over the partitions
+    for ids in by_partition.values():
+        assert ids == sorted(ids)
+        # one write's records stay together: runs of consecutive ids, each at least one poll long
+        runs = sum(1 for a, b in zip(ids, ids[1:], strict=False) if b != a + 1) + 1
+        assert runs <= n // 2
