@@ -5,8 +5,8 @@ thread). Appending a batch does not: it is one ``write`` of the whole encoded
 batch into the page cache, which takes microseconds (~0.1 ms for 1 MB),
 while a thread hand-off per batch cost more than the write itself: the
 executor round trip, plus the worker waiting for the GIL (5 ms switch
-interval) while the event loop runs. Measured on file-enrich (1M events),
-moving the write inline took the pipeline from ~0.87x to ~1.2x the bare loop.
+interval) while the event loop runs. Measured on file-enrich (1M events, with
+the other hot-path changes of that round): ~0.85x the bare loop -> ~1.2x.
 Only a block larger than `INLINE_WRITE_MAX` (a huge batch, where a slow disk
 could stall the loop noticeably) still goes through a thread.
 """
