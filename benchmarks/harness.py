@@ -109,7 +109,7 @@ class Workload:
     variants: ClassVar[tuple[str, ...]]
     #: Variants that are other frameworks (skipped with ``--smoke`` or ``--no-peers``).
     peers: ClassVar[frozenset[str]] = frozenset()
-    #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-proposed``).
+    #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-b1000``).
     extras: ClassVar[frozenset[str]] = frozenset()
     #: Variants the ratio column compares against (the best of them).
     baselines: ClassVar[tuple[str, ...]] = ("bare",)

@@ -37,8 +37,8 @@ PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "byte
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
     variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax",
-                "streamflow-b1000", "streamflow-proposed")
-    extras = frozenset({"streamflow-b1000", "streamflow-proposed"})
+                "streamflow-b1000")
+    extras = frozenset({"streamflow-b1000"})
     peers = frozenset({"quixstreams", "faust", "bytewax"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
     default_n = 500_000
@@ -127,10 +127,6 @@ class KafkaEnrich(Workload):
             return run_peer(variant, params)
         import uvloop
 
-        if variant == "streamflow-proposed":
-            from .proposals import install
-
-            install()
         if variant.startswith("streamflow"):
             variant = "streamflow"
         fn = {"bare-aiokafka-send": bare_send, "bare-aiokafka-batch": bare_batch,
