@@ -53,3 +53,28 @@ async def test_keyless_records_of_a_write_share_a_partition(kafka):
         # one write's records stay together: runs of consecutive ids, each at least one poll long
         runs = sum(1 for a, b in zip(ids, ids[1:], strict=False) if b != a + 1) + 1
         assert runs <= n // 2
+
+def _poison_set(v):
+    """Make event 77 unencodable (orjson cannot encode a set)."""
+    if v["id"] == 77:
+        v["s"] = {1, 2}
+    return v
+
+async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
+    src, out = await kafka.topic("ak-in", 1), await kafka.topic("ak-out", 3)
+    n = 300
+    events = [(None, {"id": i}, 0) for i in range(n)]
+    events[150] = (None, {"id": 150, "pad": "x" * 5000}, 0)
+    await kafka.produce(src, events)
+    pipeline = (Pipeline("ak", commit_interval=0.2)
+                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
+                .map(_poison_set)
+                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out,
+                      max_request_size=4096, on_error={"policy": "skip"}))
+    records, _ = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 2))
+    assert sorted(ids_of(records)) == [i for i in range(n) if i not in (77, 150)]
+    by_partition = {}
+    for r in records:
+        by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
+    for ids in by_partition.values():
+        assert ids == sorted(ids)

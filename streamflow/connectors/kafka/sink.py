@@ -200,7 +200,10 @@ class KafkaSink(Sink):
     def __init__(self, config: Any = None, /, **options: Any) -> None:
         super().__init__(config, **options)
         c = self.config
-        self._encode = get_codec(c.codec).encode
+        codec = get_codec(c.codec)
+        self._encode = codec.encode
+        #: encoder for values copied into a record batch at once (no exact-size copy needed)
+        self._encode_now = getattr(codec, "encode_transient", codec.encode)
         self._static_headers = [(k, v.encode()) for k, v in c.headers.items()]
         if c.topic is not None:
             fixed = c.topic
@@ -268,6 +271,18 @@ class KafkaSink(Sink):
     # -- writing -----------------------------------------------------------------
     async def write(self, batch: Batch) -> None:
         self._raise_failure()
+        if self._plain() and self._keyless(batch.messages):
+            assert self._slots is not None
+            await self._slots.acquire()
+            try:
+                attempt = await self._send_keyless(batch)
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._deliver(batch, attempt), name=f"{self.name}-delivery")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            return
         try:
             records = self._records(batch.messages)
         except Exception:  # noqa: BLE001 - one bad message: apply on_error to each
@@ -302,6 +317,91 @@ class KafkaSink(Sink):
         c = self.config
         return (c.topic is not None and c.key_fn is None and c.key_field is None and not self._static_headers
                 and not c.keep_timestamp and not self._raw_out)
+
+    def _keyless(self, msgs: list[Message]) -> bool:
+        """Whether every message is a structured value without key (nor headers to pass): then
+        `_send_keyless` encodes each straight into the producer's record batch, no `_Record`s."""
+        if not msgs:
+            return False
+        pass_headers = self.config.pass_headers
+        for m in msgs:
+            if m.key is not None or (pass_headers and m.headers):
+                return False
+            tv = type(m.value)
+            if tv is not dict and tv is not list:
+                return False
+        return True
+
+    async def _send_keyless(self, batch: Batch) -> _Attempt:
+        """`_send` for a `_keyless` batch of a `_plain` sink: one (sticky) partition, each value
+        encoded and appended at once; the sent groups hold messages (records are made again from
+        them only if a delivery fails). A value that cannot be encoded goes to ``on_error``."""
+        msgs = batch.messages
+        producer = self._producer
+        attempt = _Attempt(producer)
+        sent = attempt.sent
+        topic = self.config.topic
+        assert topic is not None
+        try:
+            parts = await producer.partitions_for(topic)
+        except PERMANENT_ERRORS as exc:
+            sent.extend(((m,), _failed(exc)) for m in msgs)
+            return attempt
+        except Exception as exc:  # noqa: BLE001 - no metadata (yet): re-sent later
+            attempt.unsent.extend(await self._records_each(batch))
+            attempt.error = exc
+            return attempt
+        available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
+        part = self._sticky(available or list(parts))
+        encode = self._encode_now
+        create, send_batch = producer.create_batch, producer.send_batch
+        limit = self.config.max_request_size
+        near = limit - 512
+        builder = create()
+        append = builder.append
+        members: list[Message] = []
+        add = members.append
+        pos = 0  # messages before msgs[pos] are in members, handed to the producer, or handled
+        try:
+            for pos, m in enumerate(msgs):  # noqa: B007 - pos is read after a send failure
+                try:
+                    value = encode(m.value)
+                except Exception as exc:  # noqa: BLE001 - e.g. a value orjson cannot serialize
+                    await self.errors.handle(m, exc, None, batch)  # skipped, dead-lettered or raises
+                    continue
+                if len(value) > near and _size(None, value, []) > limit:
+                    if members:
+                        sent.append((members, await send_batch(builder, topic, partition=part)))
+                        builder = create()
+                        append = builder.append
+                        members = []
+                        add = members.append
+                    sent.append(((m,), _failed(MessageSizeTooLargeError(
+                        f"the message is {_size(None, value, [])} bytes when serialized, more "
+                        "than max_request_size"))))
+                    continue
+                if append(timestamp=None, key=None, value=value) is None:
+                    if members:
+                        sent.append((members, await send_batch(builder, topic, partition=part)))
+                        builder = create()
+                        append = builder.append
+                        members = []
+                        add = members.append
+                    append(timestamp=None, key=None, value=value)  # the 1st fits
+                add(m)
+            pos = len(msgs)
+            if members:
+                sent.append((members, await send_batch(builder, topic, partition=part)))
+        except PERMANENT_ERRORS as exc:
+            sent.extend(((m,), _failed(exc)) for m in members + msgs[pos:])
+        except Exception as exc:  # noqa: BLE001 - any other send failure is retried
+            attempt.unsent.extend(await self._records_each(batch.derive(members + msgs[pos:])))
+            attempt.error = exc
+        return attempt
+
+    def _as_records(self, items: Sequence[Any]) -> list[_Record]:
+        """Records of a sent group: `_send_keyless` groups hold messages, `_send` groups records."""
+        return [r if isinstance(r, _Record) else self._record(r) for r in items]
 
     def _records(self, msgs: list[Message]) -> list[_Record]:
         """The records of a batch's messages; structured values, bytes/str/no keys and no headers to
@@ -496,12 +596,13 @@ class KafkaSink(Sink):
                 isolate: list[_Record] = []
                 for (recs, _), result in zip(attempt.sent, results, strict=True):
                     if isinstance(result, SIZE_ERRORS) and len(recs) > 1:
-                        isolate.extend(recs)  # the broker refused the record batch: find the culprit
+                        isolate.extend(self._as_records(recs))  # the broker refused the record batch
                     elif isinstance(result, PERMANENT_ERRORS):
                         for record in recs:
-                            await self.errors.handle(record[0], result, None, batch)
+                            msg = record if isinstance(record, Message) else record[0]
+                            await self.errors.handle(msg, result, None, batch)
                     elif isinstance(result, BaseException):
-                        failed.extend(recs)
+                        failed.extend(self._as_records(recs))
                         error = result
                 if not failed:
                     if not isolate:
@@ -561,7 +662,7 @@ class _Attempt:
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self.sent: list[tuple[Sequence[_Record], Any]] = []
+        self.sent: list[tuple[Sequence[_Record] | Sequence[Message], Any]] = []
         self.unsent: list[_Record] = []
         self.error: BaseException | None = None
 
