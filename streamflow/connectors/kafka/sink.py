@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -272,16 +272,7 @@ class KafkaSink(Sink):
     async def write(self, batch: Batch) -> None:
         self._raise_failure()
         if self._plain() and self._keyless(batch.messages):
-            assert self._slots is not None
-            await self._slots.acquire()
-            try:
-                attempt = await self._send_keyless(batch)
-            except BaseException:
-                self._slots.release()
-                raise
-            task = asyncio.create_task(self._deliver(batch, attempt), name=f"{self.name}-delivery")
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            await self._dispatch(batch, lambda: self._send_keyless(batch))
             return
         try:
             records = self._records(batch.messages)
@@ -290,10 +281,14 @@ class KafkaSink(Sink):
         if not records:
             batch.ack()
             return
+        await self._dispatch(batch, lambda: self._send(records))
+
+    async def _dispatch(self, batch: Batch, send: Callable[[], Awaitable[Any]]) -> None:
+        """Take an in-flight slot, hand the batch to the producer, and ack it in a task once delivered."""
         assert self._slots is not None
         await self._slots.acquire()
         try:
-            attempt = await self._send(records)
+            attempt = await send()
         except BaseException:
             self._slots.release()
             raise
