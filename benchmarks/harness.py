@@ -206,21 +206,16 @@ class Stopwatch:
 def tune_like_streamflow() -> None:
     """Give a bare loop the process tuning streamflow's runner applies (streamflow/core/tuning.py).
 
-    glibc heap trim threshold 32 MiB and GC first-generation threshold 10,000:
+    glibc heap trim threshold 32 MiB and GC first-generation threshold 100,000:
     without them bare loops and pipelines alike run ~1.5-2x slower, and the
-    ratio to bare should measure the engine, not these two settings
-    (``STREAMFLOW_TUNING=0`` turns them off for both).
+    ratio to bare should measure the engine, not these settings
+    (``STREAMFLOW_TUNING=0`` turns them off for both). The settings are
+    streamflow's own, so the two cannot drift apart.
     """
-    import ctypes
-    import gc
-    import platform
+    from streamflow.core import tuning
 
-    if os.environ.get("STREAMFLOW_TUNING") == "0":
-        return
-    if "GLIBC_TUNABLES" not in os.environ and platform.system() == "Linux" \
-            and platform.libc_ver()[0] == "glibc":
-        ctypes.CDLL(None).mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    tuning.tune_allocator()
+    tuning.gc_tuned().__enter__()  # for the rest of this (child) process
 
 
 def module_available(name: str) -> str | None:

@@ -46,8 +46,8 @@ def test_switch_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_higher_user_threshold_is_kept() -> None:
-    gc.set_threshold(50_000, 10, 10)
+    gc.set_threshold(500_000, 10, 10)
     out = ThresholdSink()
     Pipeline("t").source(MemorySource(values=[1])).sink(out).run(handle_signals=False)
-    assert out.seen == (50_000, 10, 10)
-    assert gc.get_threshold() == (50_000, 10, 10)
+    assert out.seen == (500_000, 10, 10)
+    assert gc.get_threshold() == (500_000, 10, 10)
