@@ -215,7 +215,7 @@ def tune_like_streamflow() -> None:
     from streamflow.core import tuning
 
     tuning.tune_allocator()
-    tuning.gc_tuned().__enter__()  # for the rest of this (child) process
+    tuning.tune_gc()  # for the rest of this (child) process
 
 
 def module_available(name: str) -> str | None:

@@ -21,7 +21,8 @@ on the file-enrich benchmark (benchmarks/README.md):
   most that many allocations later).
 
 `tune_allocator` is applied once per process (glibc only). `gc_tuned` raises
-the first-generation threshold for the duration of a run and restores it.
+the first-generation threshold for the duration of a run and restores it
+(`tune_gc` raises it for good).
 ``STREAMFLOW_TUNING=0`` turns both off.
 """
 
@@ -73,16 +74,22 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
+def tune_gc() -> tuple[int, int, int] | None:
+    """Raise the first-generation GC threshold to `GC_GEN0_THRESHOLD`; the previous thresholds, or
+    None when left alone (disabled, collector off, or already at least that high)."""
+    before = gc.get_threshold()
+    if _disabled() or before[0] == 0 or before[0] >= GC_GEN0_THRESHOLD:
+        return None
+    gc.set_threshold(GC_GEN0_THRESHOLD, *before[1:])
+    return before
+
+
 @contextlib.contextmanager
 def gc_tuned() -> Iterator[None]:
     """First-generation GC threshold of at least `GC_GEN0_THRESHOLD` inside the block."""
-    before = gc.get_threshold()
-    if _disabled() or before[0] == 0 or before[0] >= GC_GEN0_THRESHOLD:
-        yield
-        return
-    gc.set_threshold(GC_GEN0_THRESHOLD, *before[1:])
+    before = tune_gc()
     try:
         yield
     finally:
-        if gc.get_threshold()[0] == GC_GEN0_THRESHOLD:  # unless someone changed it meanwhile
+        if before is not None and gc.get_threshold()[0] == GC_GEN0_THRESHOLD:  # unless changed meanwhile
             gc.set_threshold(*before)
