@@ -20,6 +20,9 @@ FUNCTIONS = """
 def double(x):
     return x * 2
 
+async def double_async(x):
+    return x * 2
+
 def is_big(x):
     return x > 4
 
@@ -98,7 +101,7 @@ def test_yaml_and_python_definitions_give_the_same_graph(tmp_path: Path, fns: st
         source: {{type: memory, values: [1, 2, 3]}}
         stages:
           - {{type: parse, codec: json, on_error: dead_letter}}
-          - {{type: map, fn: "{fns}:double", concurrency: 4}}
+          - {{type: map, fn: "{fns}:double_async", concurrency: 4}}
         sinks:
           - {{type: memory, name: out}}
           - {{type: memory, name: big, when: "{fns}:is_big"}}
@@ -106,13 +109,13 @@ def test_yaml_and_python_definitions_give_the_same_graph(tmp_path: Path, fns: st
         """)
     module = write(tmp_path / "same_pipeline.py", f"""
         from streamflow import Pipeline
-        from {fns} import double, is_big
+        from {fns} import double_async, is_big
 
         pipeline = (
             Pipeline("same", channel={{"max_batches": 4}})
             .source("memory", values=[1, 2, 3])
             .parse("json", on_error="dead_letter")
-            .map(double, concurrency=4)
+            .map(double_async, concurrency=4)
             .sink("memory", name="out")
             .sink("memory", name="big", when=is_big)
             .dead_letter("memory", name="dlq")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
@@ -227,10 +228,14 @@ async def test_drain_timeout_aborts() -> None:
     assert src.committed == {}
 
 
+async def ident(value: Any) -> Any:
+    return value
+
+
 def test_graph_shows_stages_queues_routes_and_dead_letter() -> None:
     p = (Pipeline("g", channel={"max_batches": 3, "max_events": 99})
          .source(MemorySource(values=[]))
-         .map(lambda v: v, on_error="dead_letter", concurrency=4, name="m")
+         .map(ident, on_error="dead_letter", concurrency=4, name="m")
          .sink(MemorySink(name="all"))
          .sink(MemorySink(name="some"), when=lambda v: True)
          .dead_letter(MemorySink(name="dlq")))

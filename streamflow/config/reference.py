@@ -14,15 +14,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ..core.registry import CODECS, SINKS, SOURCES, TRANSFORMS, Registry
-from ..core.stage import ComponentConfig, SourceConfig, TransformConfig
+from ..core.registry import CODECS, SINKS, SOURCES, TRANSFORMS, Lookup
+from ..core.stage import ComponentConfig, EventTransformConfig, SourceConfig
 
-REGISTRIES: dict[str, Registry[type]] = {
+REGISTRIES: dict[str, Lookup[type]] = {
     "source": SOURCES, "transform": TRANSFORMS, "sink": SINKS, "codec": CODECS,
 }
-#: Keys every component of a kind accepts, documented once instead of per type.
+#: Keys (nearly) every component of a kind accepts, documented once instead of per type.
 COMMON: dict[str, type[BaseModel]] = {
-    "source": SourceConfig, "transform": TransformConfig, "sink": ComponentConfig,
+    "source": SourceConfig, "transform": EventTransformConfig, "sink": ComponentConfig,
 }
 
 
@@ -94,11 +94,23 @@ def describe(kind: str, type_name: str) -> str:
     config = getattr(cls, "Config", None)
     if isinstance(config, type) and issubclass(config, BaseModel):
         common = COMMON.get(kind)
-        skip = set(common.model_fields) if common and issubclass(config, common) else set()
+        shared = _shared_base(config, common) if common is not None else None
+        skip = set(shared.model_fields) if shared is not None else set()
+        if common is not None and shared is not None and (missing := set(common.model_fields) - skip):
+            lines += [f"Takes the common {kind} keys except {', '.join(f'`{k}`' for k in sorted(missing))}.",
+                      ""]
         rows = _rows(config, skip)
         if rows:
             lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *rows, ""]
     return "\n".join(lines)
+
+
+def _shared_base(config: type[BaseModel], common: type[BaseModel]) -> type[BaseModel] | None:
+    """The most derived of ``common`` and its config bases that ``config`` extends."""
+    for base in common.__mro__:
+        if isinstance(base, type) and issubclass(base, ComponentConfig) and issubclass(config, base):
+            return base
+    return None
 
 
 def list_types(kind: str | None = None) -> str:

@@ -120,7 +120,7 @@ class FileSinkConfig(ComponentConfig):
 
 
 @SINKS.register("file")
-class FileSink(Sink):
+class FileSink(Sink[FileSinkConfig]):
     """Writes each batch as one encoded block appended to ``path``.
 
     A batch is acknowledged once flushed (and fsynced with ``fsync``): right
@@ -129,12 +129,9 @@ class FileSink(Sink):
     crash starts on a fresh line, so the torn line never merges with the next.
     """
 
-    Config = FileSinkConfig
-    config: FileSinkConfig
     acks_itself = True
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         cfg = self.config
         self.encoder = ENCODERS[cfg.format](cfg.fields, cfg.csv_header)
         self._file: Any = None

@@ -73,7 +73,7 @@ class FilePosition(NamedTuple):
 
 
 @SOURCES.register("file")
-class FileSource(LineSource):
+class FileSource(LineSource[FileSourceConfig]):
     """Lines of a file as events: topic = path, partition 0, offset = 1-based line number.
 
     The ack position of a batch is the byte offset after its last line; with
@@ -83,11 +83,7 @@ class FileSource(LineSource):
     truncated file (smaller than what was read) is read again from 0.
     """
 
-    Config = FileSourceConfig
-    config: FileSourceConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self._file: Any = None
         self._inode = 0
         self._dev = 0

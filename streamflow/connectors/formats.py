@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
 
@@ -21,7 +21,7 @@ from ..core.acks import Ack
 from ..core.batch import Batch
 from ..core.errors import ErrorHandler
 from ..core.message import Message
-from ..core.stage import Source, StageContext
+from ..core.stage import Source, SourceConfig, StageContext
 
 #: Formats a line source can read.
 ReadFormat = Literal["jsonl", "csv", "lines", "raw"]
@@ -167,7 +167,10 @@ DECODERS: dict[str, type[LineDecoder]] = {
 }
 
 
-class LineSource(Source):
+LC = TypeVar("LC", bound=SourceConfig)
+
+
+class LineSource(Source[LC]):
     """Base of sources that read line-delimited input: decodes lines into a batch.
 
     Subclasses frame their input with a `LineSplitter` and call `make_batch`.
@@ -178,7 +181,7 @@ class LineSource(Source):
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
-        self.errors = ctx.error_handler(self.config.on_error)  # type: ignore[attr-defined]
+        self.errors = ctx.error_handler(self.config.on_error)
 
     def make_decoder(self, fmt: str, fields: Sequence[str] | None = None, header: bool = True) -> LineDecoder:
         return DECODERS[fmt](fields, header)

@@ -201,7 +201,7 @@ class GeneratorConfig(SourceConfig):
 
 
 @SOURCES.register("generator")
-class GeneratorSource(Source):
+class GeneratorSource(Source[GeneratorConfig]):
     """Events made from a template: partition 0, offset = sequence number (from 0).
 
     With ``rate`` the source paces whole batches (small enough for about ten
@@ -209,11 +209,8 @@ class GeneratorSource(Source):
     restart generates the same stream again.
     """
 
-    Config = GeneratorConfig
-    config: GeneratorConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self._make = compile_template(self.config.template, random.Random(self.config.seed))
         self._seq = 0
         self._started: float | None = None

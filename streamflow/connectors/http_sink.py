@@ -105,19 +105,16 @@ def encode_batch(batch: Batch, fmt: str) -> bytes:
 
 
 @SINKS.register("http")
-class HttpSink(Sink):
+class HttpSink(Sink[HttpSinkConfig]):
     """POSTs batches to an HTTP endpoint; acks on 2xx, retries on 5xx/429, dead-letters on 4xx.
 
     With ``concurrency > 1`` up to that many batches are in flight; a failure
     that must stop the pipeline is raised by the next `write` or by `flush`.
     """
 
-    Config = HttpSinkConfig
-    config: HttpSinkConfig
     acks_itself = True
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.url = self.config.url
         self.safe_url = HttpSinkConfig._safe(self.url)
         self._session: aiohttp.ClientSession | None = None

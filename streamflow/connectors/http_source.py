@@ -111,7 +111,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 @SOURCES.register("http")
-class HttpSource(Source):
+class HttpSource(Source[HttpSourceConfig]):
     """Webhook ingest: each POST becomes one batch, answered once it is acknowledged.
 
     Every request is its own ack partition ``("http", n)``; nothing is
@@ -119,11 +119,7 @@ class HttpSource(Source):
     bound port is ``self.port`` once open.
     """
 
-    Config = HttpSourceConfig
-    config: HttpSourceConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.port: int | None = None
         self._web: web.AppRunner | None = None
         self._queue: asyncio.Queue[_Request] | None = None

@@ -21,17 +21,14 @@ class MemorySourceConfig(SourceConfig):
 
 
 @SOURCES.register("memory")
-class MemorySource(Source):
+class MemorySource(Source[MemorySourceConfig]):
     """Emits a fixed list of values; positions are list indexes per partition.
 
     ``committed`` holds what a real source would have checkpointed.
     """
 
-    Config = MemorySourceConfig
-    config: MemorySourceConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.committed: dict[Any, Any] = {}
         self._pos = 0
 
@@ -67,14 +64,11 @@ class MemorySinkConfig(ComponentConfig):
 
 
 @SINKS.register("memory")
-class MemorySink(Sink):
+class MemorySink(Sink[MemorySinkConfig]):
     """Collects every written message in ``messages`` (values in ``values``)."""
 
-    Config = MemorySinkConfig
-    config: MemorySinkConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.messages: list[Message] = []
 
     @property

@@ -7,7 +7,6 @@ import os
 import stat
 import sys
 import threading
-from typing import Any
 
 from pydantic import Field
 
@@ -89,18 +88,15 @@ class StdinSourceConfig(SourceConfig):
 
 
 @SOURCES.register("stdin")
-class StdinSource(LineSource):
+class StdinSource(LineSource[StdinSourceConfig]):
     """Lines of standard input as events (topic ``stdin``, offset = line number); ends at EOF.
 
     A batch holds the lines available when it is read, so a slow producer's
     lines are not held back waiting for a full batch.
     """
 
-    Config = StdinSourceConfig
-    config: StdinSourceConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self._reader: _PipeReader | _ThreadReader | None = None
         self._splitter = LineSplitter()
         self._pending: list[bytes] = []
@@ -158,14 +154,11 @@ class StdoutSinkConfig(ComponentConfig):
 
 
 @SINKS.register("stdout")
-class StdoutSink(Sink):
+class StdoutSink(Sink[StdoutSinkConfig]):
     """Writes each batch to standard output as one block and flushes it."""
 
-    Config = StdoutSinkConfig
-    config: StdoutSinkConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.encoder = ENCODERS[self.config.format](self.config.fields, self.config.csv_header)
         self._header_needed = self.encoder.has_header
 

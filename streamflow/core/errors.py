@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from .backoff import Backoff
 from .batch import Batch
 from .message import Message
+from .stats import StageStats
 
 log = logging.getLogger("streamflow.errors")
 
@@ -27,12 +29,12 @@ class PipelineFailed(Exception):
     """The pipeline stopped because a stage's `fail` policy fired or a stage crashed (exit 1)."""
 
 
-class ErrorPolicy(BaseModel):
+class ErrorPolicy(Backoff):
     """What to do when an event fails in a stage.
 
     ``fail`` stops the pipeline (the event's position is not committed);
-    ``skip`` drops it; ``retry`` tries again up to ``max_attempts`` times with
-    exponential backoff and jitter, then applies ``then``; ``dead_letter``
+    ``skip`` drops it; ``retry`` tries again up to ``max_attempts`` times on
+    the `Backoff` schedule, then applies ``then``; ``dead_letter``
     writes the original payload and the error to the pipeline's dead-letter
     sink. Every handled error is counted and logged with its source position.
     In YAML either a bare name (``on_error: skip``) or a mapping.
@@ -41,7 +43,8 @@ class ErrorPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: PolicyName = "fail"
-    max_attempts: int = Field(3, ge=1, description="total attempts for `retry`, the first included")
+    max_attempts: int | None = Field(3, ge=1, description="total attempts for `retry`, the first "
+                                                          "included (null: until it succeeds)")
     backoff: float = Field(0.1, ge=0, description="first retry delay in seconds")
     max_backoff: float = Field(10.0, ge=0, description="cap of the retry delay")
     then: Literal["fail", "skip", "dead_letter"] = Field(
@@ -56,11 +59,6 @@ class ErrorPolicy(BaseModel):
 
     def uses_dead_letter(self) -> bool:
         return self.policy == "dead_letter" or (self.policy == "retry" and self.then == "dead_letter")
-
-    def delay(self, attempt: int) -> float:
-        """Backoff before retry number ``attempt`` (1-based): exponential, full jitter."""
-        cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
-        return random.uniform(cap / 2, cap) if cap > 0 else 0.0
 
 
 def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts: int) -> Message:
@@ -102,17 +100,28 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
                    msg.raw if msg.raw is not None else None)
 
 
-class Outcome:
-    """Result markers of `ErrorHandler.handle`."""
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """How `ErrorHandler.handle` resolved a failure: a retry's result, or the event dropped."""
 
-    SKIPPED = object()
-    DEAD = object()
+    action: Literal["retried", "skipped", "dead_lettered"]
+    #: What the successful retry returned (``retried`` only).
+    value: Any = None
+
+    @property
+    def recovered(self) -> bool:
+        """True when a retry succeeded and ``value`` stands in for the failed call's result."""
+        return self.action == "retried"
+
+
+SKIPPED = Handled("skipped")
+DEAD_LETTERED = Handled("dead_lettered")
 
 
 class ErrorHandler:
     """Applies one stage's `ErrorPolicy` to failing events, counting and logging each."""
 
-    def __init__(self, stage: str, policy: ErrorPolicy, stats: Any = None,
+    def __init__(self, stage: str, policy: ErrorPolicy, stats: StageStats | None = None,
                  dead_letter: Callable[[Batch], Awaitable[None]] | None = None,
                  pipeline: str | None = None) -> None:
         self.stage = stage
@@ -122,22 +131,23 @@ class ErrorHandler:
         self.dead_letter = dead_letter
 
     async def handle(self, msg: Message, error: BaseException,
-                     retry: Callable[[], Any] | None = None, batch: Batch | None = None) -> Any:
-        """Resolve a failure of ``msg`` (which came in ``batch``).
+                     retry: Callable[[], Any] | None = None, batch: Batch | None = None) -> Handled:
+        """Resolve a failure of ``msg`` (which came in ``batch``), or raise `PipelineFailed`.
 
-        Returns a value (a retry succeeded), `Outcome.SKIPPED` or `Outcome.DEAD`,
-        or raises `PipelineFailed`. A dead-letter record holds the acks of
-        ``batch`` until the dead-letter sink has written it.
+        ``retry`` calls the failed operation again (sync or async); without it
+        a ``retry`` policy goes straight to its ``then``. A dead-letter record
+        holds the acks of ``batch`` until the dead-letter sink has written it.
         """
         policy = self.policy
         attempts = 1
         action = policy.policy
         if action == "retry":
-            while attempts < policy.max_attempts and retry is not None:
+            while retry is not None and not policy.exhausted(attempts):
                 self._count("retries")
                 delay = policy.delay(attempts)
-                log.warning("stage %s: %s at %s; retry %d/%d in %.2fs", self.stage,
-                            _describe(error), msg.position(), attempts, policy.max_attempts - 1, delay,
+                log.warning("stage %s: %s at %s; retry %d/%s in %.2fs", self.stage,
+                            _describe(error), msg.position(), attempts,
+                            "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay,
                             extra=self._where(msg))
                 await asyncio.sleep(delay)
                 attempts += 1
@@ -145,7 +155,7 @@ class ErrorHandler:
                     result = retry()
                     if inspect.isawaitable(result):
                         result = await result
-                    return result
+                    return Handled("retried", result)
                 except Exception as exc:  # noqa: BLE001 - user code may raise anything
                     error = exc
             action = policy.then
@@ -154,7 +164,7 @@ class ErrorHandler:
             self._count("skipped")
             log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error),
                         extra=self._where(msg))
-            return Outcome.SKIPPED
+            return SKIPPED
         if action == "dead_letter":
             self._count("dead_lettered")
             log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
@@ -167,7 +177,7 @@ class ErrorHandler:
             for a in acks:
                 a.retain()
             await self.dead_letter(Batch([record], acks))
-            return Outcome.DEAD
+            return DEAD_LETTERED
         log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error),
                   extra=self._where(msg))
         raise PipelineFailed(f"stage {self.stage!r} failed on event at {msg.position()}: "

@@ -34,12 +34,11 @@ def mermaid(pipeline: Pipeline) -> str:
     prev = [nid(s, "s") for s in pipeline.sources]
     for t in pipeline.transforms:
         label = t.describe()
-        concurrency = getattr(t.config, "concurrency", 1)
-        if concurrency > 1:
-            label += f" ×{concurrency}{'' if getattr(t.config, 'ordered', True) else ' unordered'}"
-        policy = getattr(getattr(t.config, "on_error", None), "policy", None)
-        if policy and policy != "fail":
-            label += f" · on_error {policy}"
+        if t.concurrency > 1:
+            label += f" ×{t.concurrency}{'' if t.ordered else ' unordered'}"
+        policies = [p.policy for p in t.error_policies() if p.policy != "fail"]
+        if policies:
+            label += f" · on_error {policies[0]}"
         lines.append(_node(nid(t, "t"), label))
         for p in prev:
             lines.append(f"    {p} -->{queue} {nid(t, 't')}")

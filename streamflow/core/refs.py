@@ -37,7 +37,8 @@ def _to_callable(value: Any) -> Callable[..., Any]:
     return value
 
 
-def _name_of(fn: Callable[..., Any]) -> str:
+def name_of(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function, as a config would name it."""
     module = getattr(fn, "__module__", None) or "?"
     return f"{module}:{getattr(fn, '__qualname__', repr(fn))}"
 
@@ -45,6 +46,6 @@ def _name_of(fn: Callable[..., Any]) -> str:
 FunctionRef = Annotated[
     Callable[..., Any],
     BeforeValidator(_to_callable),
-    PlainSerializer(_name_of, return_type=str),
+    PlainSerializer(name_of, return_type=str),
 ]
 """A config field holding user code: a callable in Python, a ``module:function`` string in YAML."""

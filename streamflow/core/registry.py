@@ -5,9 +5,21 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-T = TypeVar("T", bound=type)
+if TYPE_CHECKING:
+    from ..codecs.base import Codec
+    from .stage import Sink, Source, Transform
+
+
+class Registrable(Protocol):
+    """A class that can be registered: it carries the name it is registered under."""
+
+    type_name: ClassVar[str]
+
+
+T = TypeVar("T", bound=type[Registrable])
+T_co = TypeVar("T_co", covariant=True)
 
 #: Packages whose modules register the built-in components on import.
 BUILTIN_PACKAGES = ("streamflow.codecs", "streamflow.connectors", "streamflow.transforms")
@@ -27,7 +39,7 @@ class UnknownType(KeyError):
 
 
 class Registry(Generic[T]):
-    """Name -> class for one kind of component (source, sink, transform, codec)."""
+    """Name -> class for one kind of component (source, sink, transform, codec, …)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -39,7 +51,7 @@ class Registry(Generic[T]):
             if name in self._types and self._types[name] is not cls:
                 raise ValueError(f"{self.kind} type {name!r} registered twice")
             self._types[name] = cls
-            cls.type_name = name  # type: ignore[attr-defined]
+            cls.type_name = name
             return cls
         return decorate
 
@@ -55,10 +67,21 @@ class Registry(Generic[T]):
         return sorted(self._types)
 
 
-SOURCES: Registry[type] = Registry("source")
-SINKS: Registry[type] = Registry("sink")
-TRANSFORMS: Registry[type] = Registry("transform")
-CODECS: Registry[type] = Registry("codec")
+class Lookup(Protocol[T_co]):
+    """The read side of a `Registry` (covariant: a registry of sinks is a lookup of components)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def get(self, name: str) -> T_co: ...
+
+    def names(self) -> list[str]: ...
+
+
+SOURCES: Registry[type[Source[Any]]] = Registry("source")
+SINKS: Registry[type[Sink[Any]]] = Registry("sink")
+TRANSFORMS: Registry[type[Transform[Any]]] = Registry("transform")
+CODECS: Registry[type[Codec]] = Registry("codec")
 
 _loaded = False
 

@@ -1,15 +1,19 @@
-"""The three stage protocols — `Source`, `Transform`, `Sink` — and what they share.
+"""The three stage kinds — `Source`, `Transform`, `Sink` — and the `Component` shape they share.
 
-Every component has a pydantic ``Config`` (declared beside its code, unknown
-keys rejected) and is registered by name. Constructing one validates its
-config and does no I/O; `open` is where connections and files are opened.
+A component is typed by its pydantic config model and declares it once, in
+its base class: ``class Dedupe(EventTransform[DedupeConfig])``. The model
+becomes the class's ``Config`` (what YAML is validated against, unknown keys
+rejected) and ``self.config`` is typed as it. Constructing a component
+validates its config and does no I/O; `Component.setup` derives working
+attributes from the config, `open` is where connections and files are opened.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +21,9 @@ from .acks import AckTracker
 from .batch import Batch
 from .errors import ErrorHandler, ErrorPolicy
 from .stats import StageStats
+
+if TYPE_CHECKING:
+    from .pipeline import PipelineSettings
 
 
 class ComponentConfig(BaseModel):
@@ -28,12 +35,18 @@ class ComponentConfig(BaseModel):
 
 
 class TransformConfig(ComponentConfig):
-    """Keys every transform stage accepts."""
+    """Keys every transform accepts."""
+
+    concurrency: int = Field(1, ge=1, description="events and batches in flight at once (async functions; a "
+                                                  "transform that works one batch at a time rejects more than 1)")
+    ordered: bool = Field(True, description="keep input order when concurrency > 1")
+
+
+class EventTransformConfig(TransformConfig):
+    """Keys of transforms that work event by event and so may fail on one event."""
 
     on_error: ErrorPolicy = Field(default_factory=ErrorPolicy,
                                   description="what to do with an event this stage fails on")
-    concurrency: int = Field(1, ge=1, description="events (async functions) or batches in flight at once")
-    ordered: bool = Field(True, description="keep input order when concurrency > 1")
 
 
 class SourceConfig(ComponentConfig):
@@ -43,12 +56,16 @@ class SourceConfig(ComponentConfig):
                                   description="what to do with an event that fails to decode")
 
 
+C = TypeVar("C", bound=ComponentConfig)
+TC = TypeVar("TC", bound=TransformConfig)
+
+
 class StageContext:
     """What the runner hands a stage when it opens: identity, counters, error handling."""
 
     def __init__(self, pipeline: str, stage: str, stats: StageStats,
                  dead_letter: Callable[[Batch], Awaitable[None]] | None = None,
-                 settings: Any = None) -> None:
+                 settings: PipelineSettings | None = None) -> None:
         self.pipeline = pipeline
         self.stage = stage
         self.stats = stats
@@ -60,24 +77,60 @@ class StageContext:
         return ErrorHandler(self.stage, policy, self.stats, self.dead_letter, self.pipeline)
 
 
-class Component:
-    """Base of sources, transforms and sinks: a validated config and a name."""
+def _config_model(cls: type) -> type[ComponentConfig] | None:
+    """The config model ``cls`` names in its bases (``Base[SomeConfig]``), if any."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        if get_origin(base) is None:
+            continue
+        for arg in get_args(base):
+            if isinstance(arg, type) and issubclass(arg, ComponentConfig):
+                return arg
+    return None
 
+
+class Component(ABC, Generic[C]):
+    """Base of sources, transforms and sinks: a validated, typed config and a name.
+
+    Build one from a config object, from keyword options, or both (options
+    override the object's values)::
+
+        FileSink(FileSinkConfig(path="out.jsonl"))
+        FileSink(path="out.jsonl")
+    """
+
+    #: The config model, taken from the class's generic base (``Sink[MyConfig]``).
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    #: The name this class is registered under (``type:`` in YAML); set by the registry.
     type_name: ClassVar[str] = "component"
     kind: ClassVar[str] = "component"
 
-    def __init__(self, config: ComponentConfig | None = None, /, **options: Any) -> None:
+    config: C
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        model = _config_model(cls)
+        if model is not None:
+            cls.Config = model
+
+    def __init__(self, config: C | None = None, /, **options: Any) -> None:
         if config is None:
-            config = self.Config(**options)
+            config = cast(C, self.Config.model_validate(options))
         elif options:
-            config = config.model_copy(update=options)
+            given = {key: getattr(config, key) for key in config.model_fields_set}
+            config = cast(C, self.Config.model_validate({**given, **options}))
         self.config = config
         self.name: str = config.name or self.type_name
         self.ctx: StageContext | None = None
+        self.setup()
+
+    def setup(self) -> None:
+        """Derive working attributes from ``self.config``; no I/O (that is `open`'s job).
+
+        Called once by the constructor. A ``ValueError`` raised here is a config error.
+        """
 
     @classmethod
-    def from_config(cls, data: dict[str, Any]) -> Component:
+    def from_config(cls, data: dict[str, Any]) -> Component[Any]:
         """Build from a config mapping (as YAML gives it)."""
         return cls(cls.Config.model_validate(data))
 
@@ -103,7 +156,7 @@ class Component:
         return True
 
 
-class Source(Component):
+class Source(Component[C]):
     """Async producer of batches that owns the checkpoint of its position.
 
     Each batch a source returns from `read` carries one `Ack` from
@@ -113,13 +166,13 @@ class Source(Component):
 
     kind = "source"
 
-    def __init__(self, config: ComponentConfig | None = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def __init__(self, config: C | None = None, /, **options: Any) -> None:
         self.tracker = AckTracker()
+        super().__init__(config, **options)
 
+    @abstractmethod
     async def read(self) -> Batch | None:
         """The next batch, or None once the source is exhausted. May be cancelled."""
-        raise NotImplementedError
 
     async def commit(self) -> None:
         """Persist the acknowledged positions (`AckTracker.take_committable`)."""
@@ -143,7 +196,7 @@ class Source(Component):
         return {}
 
 
-class Transform(Component):
+class Transform(Component[TC]):
     """Async batch -> batch(es).
 
     `process` returns a batch, a list of batches, or None. Each returned batch
@@ -152,20 +205,35 @@ class Transform(Component):
     batch in k retains k-1 times; one that holds events back (windows,
     batching) keeps the acks until it emits them and returns None meanwhile.
     Empty returned batches are acked by the engine.
+
+    ``concurrency`` and ``ordered`` come from the config of every transform.
+    One that cannot run more than one batch at a time says why in
+    `serial_reason`, and a config asking for more is rejected with that reason.
     """
 
     kind = "transform"
 
-    #: In-flight batches the engine may run through `process` at once.
-    concurrency: int = 1
-    #: Whether outputs must leave in input order when ``concurrency > 1``.
-    ordered: bool = True
     #: Seconds between calls of `tick` (None: never). For transforms that emit on a
     #: timer (batch timeouts, processing-time windows); honoured when ``concurrency`` is 1.
     tick_interval: float | None = None
 
+    def __init__(self, config: TC | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
+        #: In-flight batches the engine may run through `process` at once.
+        self.concurrency: int = self.config.concurrency
+        #: Whether outputs must leave in input order when ``concurrency > 1``.
+        self.ordered: bool = self.config.ordered
+        reason = self.serial_reason()
+        if self.concurrency > 1 and reason is not None:
+            raise ValueError(f"{self.type_name} does not support `concurrency` above 1: {reason}")
+
+    def serial_reason(self) -> str | None:
+        """Why this stage runs one batch at a time (None: it may run ``concurrency`` at once)."""
+        return "it processes one batch at a time, in order"
+
+    @abstractmethod
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
-        raise NotImplementedError
+        """Transform one batch; see the class docstring for what to return."""
 
     async def capacity(self) -> None:
         """Wait until another batch would be put to work at once (called before each read when
@@ -181,7 +249,7 @@ class Transform(Component):
         return []
 
 
-class Sink(Component):
+class Sink(Component[C]):
     """Async consumer of batches.
 
     `write` returns once the batch is durably written; the engine then acks
@@ -193,8 +261,9 @@ class Sink(Component):
     kind = "sink"
     acks_itself: ClassVar[bool] = False
 
+    @abstractmethod
     async def write(self, batch: Batch) -> None:
-        raise NotImplementedError
+        """Write ``batch``; return once it is durable (or, with ``acks_itself``, accepted)."""
 
     async def flush(self) -> None:
         """Make everything written so far durable (and acked, if `acks_itself`)."""

@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from abc import abstractmethod
 from collections import deque
-from typing import Any
+from typing import Any, TypeVar
 
 from ..core.batch import Batch
-from ..core.errors import ErrorHandler, ErrorPolicy, Outcome
+from ..core.errors import ErrorHandler
 from ..core.message import Message
-from ..core.stage import StageContext, Transform
+from ..core.stage import EventTransformConfig, StageContext, Transform
 
 _FAILED = object()
 
+EC = TypeVar("EC", bound=EventTransformConfig)
 
-class EventTransform(Transform):
+
+class EventTransform(Transform[EC]):
     """Base for transforms defined by a per-event `call` and how its result is `emit`-ted.
 
     Subclasses implement `call(msg)` (sync or async: set ``is_async``) and
@@ -30,28 +33,32 @@ class EventTransform(Transform):
     for the common case where nothing raises.
     """
 
+    #: Whether `call` returns an awaitable (set by `setup` where it depends on the config).
     is_async: bool = False
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
+    def __init__(self, config: EC | None = None, /, **options: Any) -> None:
         super().__init__(config, **options)
-        self.ordered = getattr(self.config, "ordered", True)
-        self._event_concurrency = getattr(self.config, "concurrency", 1)
-        self.errors = ErrorHandler(self.name, getattr(self.config, "on_error", ErrorPolicy()))
+        self.errors = ErrorHandler(self.name, self.config.on_error)
         self._launcher: _Launcher | None = None
+
+    def serial_reason(self) -> str | None:
+        if self.is_async:
+            return None  # up to `concurrency` events (and batches) in flight
+        return "its work is synchronous, so it runs one event at a time on the event loop"
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.errors.policy)
-        self._launcher = _Launcher(self._event_concurrency)
+        self._launcher = _Launcher(self.concurrency)
 
     # -- to implement -----------------------------------------------------
+    @abstractmethod
     def call(self, msg: Message) -> Any:
         """The per-event work; may return an awaitable when ``is_async``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def emit(self, msg: Message, result: Any, out: list[Message]) -> None:
         """Append what ``msg`` becomes, given ``result``, to ``out``."""
-        raise NotImplementedError
 
     def fast(self, batch: Batch) -> Batch | None:
         """Whole-batch path for sync calls; raise to fall back to the per-event path."""
@@ -75,7 +82,7 @@ class EventTransform(Transform):
                 return await self._per_event(batch)
             self._count_filtered(batch, result)
             return result
-        if self._event_concurrency <= 1 or len(batch.messages) == 1:
+        if self.concurrency <= 1 or len(batch.messages) == 1:
             return await self._per_event(batch)
         return await self._concurrent(batch)
 
@@ -90,8 +97,8 @@ class EventTransform(Transform):
                 result = await result
             return result
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
-            outcome = await self.errors.handle(msg, exc, lambda: self.call(msg), batch)
-            return _FAILED if outcome is Outcome.SKIPPED or outcome is Outcome.DEAD else outcome
+            handled = await self.errors.handle(msg, exc, lambda: self.call(msg), batch)
+            return handled.value if handled.recovered else _FAILED
 
     async def _per_event(self, batch: Batch) -> Batch:
         out: list[Message] = []
@@ -127,8 +134,8 @@ class EventTransform(Transform):
                 if not isinstance(exc, Exception):
                     raise exc
                 m = msgs[i]
-                outcome = await self.errors.handle(m, exc, lambda m=m: call(m), batch)
-                results[i] = _FAILED if outcome is Outcome.SKIPPED or outcome is Outcome.DEAD else outcome
+                handled = await self.errors.handle(m, exc, lambda m=m: call(m), batch)
+                results[i] = handled.value if handled.recovered else _FAILED
         out: list[Message] = []
         emit = self.emit
         for m, result in zip(msgs, results, strict=True):

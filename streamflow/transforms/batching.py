@@ -12,11 +12,11 @@ from ..core.acks import Ack
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.registry import TRANSFORMS
-from ..core.stage import ComponentConfig, Transform, TransformConfig
+from ..core.stage import EventTransformConfig, Transform, TransformConfig
 from .base import EventTransform
 
 
-class BatchConfig(ComponentConfig):
+class BatchConfig(TransformConfig):
     size: int = Field(ge=1, description="events per group; a group is emitted as soon as it is full")
     timeout: float | None = Field(None, gt=0, description="seconds after its first event a partial "
                                                           "group is emitted anyway (null: only when "
@@ -35,7 +35,7 @@ class _Held:
 
 
 @TRANSFORMS.register("batch")
-class BatchEvents(Transform):
+class BatchEvents(Transform[BatchConfig]):
     """Group events into one event per ``size`` events whose value is the list of their values.
 
     The group event keeps the metadata (key, timestamp, source position) of its
@@ -43,11 +43,7 @@ class BatchEvents(Transform):
     is released only once every event it covers has left in an emitted group.
     """
 
-    Config = BatchConfig
-    config: BatchConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         timeout = self.config.timeout
         self.tick_interval = min(timeout / 4, 1.0) if timeout is not None else None
         #: Monotonic clock, replaceable in tests.
@@ -109,19 +105,16 @@ class BatchEvents(Transform):
         return Batch(groups, acks, created)
 
 
-class UnbatchConfig(TransformConfig):
+class UnbatchConfig(EventTransformConfig):
     """unbatch takes only the keys every transform takes."""
 
 
 @TRANSFORMS.register("unbatch")
-class Unbatch(EventTransform):
+class Unbatch(EventTransform[UnbatchConfig]):
     """Replace each event whose value is a list by one event per item (an empty list drops it).
 
     A value that is not a list goes to the stage's error policy.
     """
-
-    Config = UnbatchConfig
-    config: UnbatchConfig
 
     def call(self, msg: Message) -> Any:
         value = msg.value

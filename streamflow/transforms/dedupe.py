@@ -10,13 +10,13 @@ from ..core.batch import Batch
 from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
-from ..core.stage import TransformConfig
+from ..core.stage import EventTransformConfig
 from .base import EventTransform, is_async_callable
 from .cache import LRUCache
 from .fields import path_getter
 
 
-class DedupeConfig(TransformConfig):
+class DedupeConfig(EventTransformConfig):
     key: str | None = Field(None, description="event field (dotted path) identifying duplicates")
     key_fn: FunctionRef | None = Field(None, description="`module:function` computing the identity of a "
                                                          "value (instead of `key`); must return a "
@@ -38,18 +38,14 @@ class DedupeConfig(TransformConfig):
 
 
 @TRANSFORMS.register("dedupe")
-class Dedupe(EventTransform):
+class Dedupe(EventTransform[DedupeConfig]):
     """Pass the first event of each key; drop repeats seen within ``ttl`` and ``max_keys``.
 
     Dropped events are counted as filtered (their acks travel on with the batch).
     An event without a key goes to the stage's error policy.
     """
 
-    Config = DedupeConfig
-    config: DedupeConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         cfg = self.config
         self._key_of = path_getter(cfg.key) if cfg.key is not None else cfg.key_fn
         #: The remembered keys (an LRU; ``seen.clock`` drives ``ttl``).

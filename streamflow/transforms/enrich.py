@@ -31,7 +31,7 @@ from ..core.batch import Batch
 from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
-from ..core.stage import StageContext, TransformConfig
+from ..core.stage import EventTransformConfig, StageContext
 from .base import EventTransform
 from .cache import MISSING, CacheConfig, LRUCache, SingleFlight
 from .fields import path_getter
@@ -43,7 +43,7 @@ SUFFIX_FORMATS: dict[str, TableFormat] = {".json": "json", ".jsonl": "jsonl", ".
                                           ".csv": "csv"}
 
 
-class EnrichConfig(TransformConfig):
+class EnrichConfig(EventTransformConfig):
     table: str | None = Field(None, description="lookup table file (relative paths: to `base_dir`, "
                                                 "default the current working directory)")
     format: TableFormat | None = Field(None, description="table format: json (a list of objects, or an "
@@ -168,14 +168,10 @@ async def load_table(path: Path, fmt: str) -> list[Any] | dict[str, Any]:
 
 # -- the transform --------------------------------------------------------------------
 @TRANSFORMS.register("enrich")
-class Enrich(EventTransform):
+class Enrich(EventTransform[EnrichConfig]):
     """Merge fields found for each event's key (table row or function result) into the event."""
 
-    Config = EnrichConfig
-    config: EnrichConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         cfg = self.config
         self._key = path_getter(cfg.key) if cfg.key is not None else None
         self._table_key = cfg.table_key or cfg.key
@@ -185,9 +181,7 @@ class Enrich(EventTransform):
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
         self.fn = cfg.fn if cfg.url is None else self._get
         self._session: aiohttp.ClientSession | None = None
-        self.is_async = self.fn is not None
-        if self.is_async:
-            self.concurrency = cfg.concurrency  # batches in flight too, so slow calls overlap
+        self.is_async = self.fn is not None  # `concurrency` calls (and batches) in flight
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
         self._flight = SingleFlight()
         #: Calls of ``fn`` made (not answered from the cache or a shared in-flight call).

@@ -9,16 +9,17 @@ cannot be reshaped (its value is not a mapping) goes to the stage's error policy
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, field_validator
 
 from ..core.batch import Batch
-from ..core.errors import ErrorHandler, ErrorPolicy, Outcome
+from ..core.errors import ErrorHandler
 from ..core.message import Message
 from ..core.registry import TRANSFORMS
-from ..core.stage import StageContext, Transform, TransformConfig
+from ..core.stage import EventTransformConfig, StageContext, Transform
 
 #: Values a field can take as a constant without being copied for every event.
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
@@ -84,7 +85,10 @@ def _require_mapping(value: Any) -> dict[str, Any]:
 
 
 # -- the per-value engine -----------------------------------------------------
-class ValueTransform(Transform):
+VC = TypeVar("VC", bound=EventTransformConfig)
+
+
+class ValueTransform(Transform[VC]):
     """Base of transforms that rewrite each event value with a sync ``apply(value) -> value``.
 
     The batch is processed in one loop; an event whose ``apply`` raises goes to
@@ -92,16 +96,17 @@ class ValueTransform(Transform):
     already rewritten are not rewritten twice).
     """
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
+    def __init__(self, config: VC | None = None, /, **options: Any) -> None:
         super().__init__(config, **options)
-        self.errors = ErrorHandler(self.name, getattr(self.config, "on_error", ErrorPolicy()))
+        self.errors = ErrorHandler(self.name, self.config.on_error)
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.errors.policy)
 
+    @abstractmethod
     def apply(self, value: Any) -> Any:
-        raise NotImplementedError
+        """The new value of one event (may change ``value`` in place and return it)."""
 
     def fast(self, msgs: list[Message]) -> int:
         """Rewrite ``msgs`` in order until one raises; how many were rewritten.
@@ -128,16 +133,16 @@ class ValueTransform(Transform):
             try:
                 m.value = self.apply(m.value)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
-                result = await self.errors.handle(m, exc, lambda m=m: self.apply(m.value), batch)
-                if result is Outcome.SKIPPED or result is Outcome.DEAD:
+                handled = await self.errors.handle(m, exc, lambda m=m: self.apply(m.value), batch)
+                if not handled.recovered:
                     continue
-                m.value = result
+                m.value = handled.value
             out.append(m)
         return batch.derive(out)
 
 
 # -- set -------------------------------------------------------------------------
-class SetConfig(TransformConfig):
+class SetConfig(EventTransformConfig):
     fields: dict[str, Any] = Field(description="field path -> constant value; dotted paths create "
                                                "nested mappings (`meta.source: kafka`)")
 
@@ -150,14 +155,10 @@ class SetConfig(TransformConfig):
 
 
 @TRANSFORMS.register("set")
-class SetFields(ValueTransform):
+class SetFields(ValueTransform[SetConfig]):
     """Set fields of each (mapping) event to constants."""
 
-    Config = SetConfig
-    config: SetConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         items = list(self.config.fields.items())
         self._flat = {k: v for k, v in items if "." not in k and isinstance(v, _IMMUTABLE)}
         # nested paths and mutable constants (each event gets its own copy)
@@ -184,7 +185,7 @@ class SetFields(ValueTransform):
 
 
 # -- rename ----------------------------------------------------------------------
-class RenameConfig(TransformConfig):
+class RenameConfig(EventTransformConfig):
     fields: dict[str, str] = Field(description="old field path -> new field path; all renames happen "
                                                "at once (`{a: b, b: a}` swaps); missing fields are ignored")
 
@@ -198,14 +199,10 @@ class RenameConfig(TransformConfig):
 
 
 @TRANSFORMS.register("rename")
-class Rename(ValueTransform):
+class Rename(ValueTransform[RenameConfig]):
     """Rename fields of each (mapping) event."""
 
-    Config = RenameConfig
-    config: RenameConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         pairs = [(split_path(o), split_path(n)) for o, n in self.config.fields.items()]
         self._pairs = pairs
         self._flat = all(len(o) == 1 and len(n) == 1 for o, n in pairs)
@@ -241,7 +238,7 @@ class Rename(ValueTransform):
 
 
 # -- drop and keep ---------------------------------------------------------------
-class FieldListConfig(TransformConfig):
+class FieldListConfig(EventTransformConfig):
     fields: list[str] = Field(description="field paths (dotted for nesting)")
 
     @field_validator("fields")
@@ -252,14 +249,13 @@ class FieldListConfig(TransformConfig):
         return v
 
 
-class _FieldListTransform(ValueTransform):
+FC = TypeVar("FC", bound=FieldListConfig)
+
+
+class _FieldListTransform(ValueTransform[FC]):
     """A transform over a list of field paths, split into top-level names and nested paths."""
 
-    Config = FieldListConfig
-    config: FieldListConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self._flat = [f for f in self.config.fields if "." not in f]
         self._nested = [split_path(f) for f in self.config.fields if "." in f]
 
@@ -269,10 +265,8 @@ class DropConfig(FieldListConfig):
 
 
 @TRANSFORMS.register("drop")
-class Drop(_FieldListTransform):
+class Drop(_FieldListTransform[DropConfig]):
     """Remove fields from each (mapping) event."""
-
-    Config = DropConfig
 
     def apply(self, value: Any) -> Any:
         _require_mapping(value)
@@ -301,10 +295,8 @@ class KeepConfig(FieldListConfig):
 
 
 @TRANSFORMS.register("keep")
-class Keep(_FieldListTransform):
+class Keep(_FieldListTransform[KeepConfig]):
     """Replace each (mapping) event by a mapping of only the given fields."""
-
-    Config = KeepConfig
 
     def apply(self, value: Any) -> Any:
         _require_mapping(value)

@@ -9,27 +9,33 @@ from pydantic import Field
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.refs import FunctionRef
+from ..core.refs import name_of as _name_of
 from ..core.registry import TRANSFORMS
-from ..core.stage import TransformConfig
+from ..core.stage import EventTransformConfig
 from .base import EventTransform, is_async_callable
 
 
-class FunctionConfig(TransformConfig):
+class FunctionConfig(EventTransformConfig):
     fn: FunctionRef = Field(description="the user function, `module:function` in YAML")
 
 
-class _FunctionTransform(EventTransform):
-    Config = FunctionConfig
-    config: FunctionConfig
+class _FunctionTransform(EventTransform[FunctionConfig]):
+    """A user function applied to each event's value.
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    An async function runs with up to ``concurrency`` events in flight inside
+    a batch, and as many batches in flight in the engine, so slow calls
+    overlap across batches too.
+    """
+
+    def setup(self) -> None:
         self.fn = self.config.fn
         self.is_async = is_async_callable(self.fn)
+
+    def serial_reason(self) -> str | None:
         if self.is_async:
-            # async functions: `concurrency` events in flight inside a batch, and as many
-            # batches in flight in the engine so slow calls overlap across batches too
-            self.concurrency = self.config.concurrency
+            return None
+        return (f"fn {_name_of(self.fn)} is a plain function, which runs one event at a time on the "
+                "event loop; make it `async def` to have several calls in flight")
 
     def call(self, msg: Message) -> Any:
         return self.fn(msg.value)

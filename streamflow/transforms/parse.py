@@ -10,23 +10,19 @@ from ..codecs import CodecName, get_codec
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.registry import TRANSFORMS
-from ..core.stage import TransformConfig
+from ..core.stage import EventTransformConfig
 from .base import EventTransform
 
 
-class ParseConfig(TransformConfig):
+class ParseConfig(EventTransformConfig):
     codec: CodecName = Field("json", description="codec that decodes the payload (json, lines, raw, csv …)")
 
 
 @TRANSFORMS.register("parse")
-class Parse(EventTransform):
+class Parse(EventTransform[ParseConfig]):
     """Decode each event's bytes into a value; keeps the bytes in ``Message.raw``."""
 
-    Config = ParseConfig
-    config: ParseConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         self.codec = get_codec(self.config.codec)
 
     def call(self, msg: Message) -> Any:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from pydantic import Field
 
 from ..core.batch import Batch
 from ..core.registry import TRANSFORMS
-from ..core.stage import ComponentConfig, Transform
+from ..core.stage import Transform, TransformConfig
 
 
-class RateLimitConfig(ComponentConfig):
+class RateLimitConfig(TransformConfig):
     rate: float = Field(gt=0, description="events allowed per `per` seconds")
     per: float = Field(1.0, gt=0, description="the period `rate` is counted over, in seconds")
     burst: int | None = Field(None, ge=1, description="bucket size: events that may pass at once after "
@@ -21,7 +20,7 @@ class RateLimitConfig(ComponentConfig):
 
 
 @TRANSFORMS.register("rate_limit")
-class RateLimit(Transform):
+class RateLimit(Transform[RateLimitConfig]):
     """Token bucket applied per batch.
 
     A batch takes one token per event. When the bucket holds fewer tokens than
@@ -32,15 +31,11 @@ class RateLimit(Transform):
     backpressure upstream; nothing is dropped.
     """
 
-    Config = RateLimitConfig
-    config: RateLimitConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         cfg = self.config
         self.per_second = cfg.rate / cfg.per
-        self.capacity = float(cfg.burst if cfg.burst is not None else max(1, round(cfg.rate)))
-        self.tokens = self.capacity
+        self.bucket_size = float(cfg.burst if cfg.burst is not None else max(1, round(cfg.rate)))
+        self.tokens = self.bucket_size
         #: Monotonic clock and sleep, replaceable in tests.
         self.clock = time.monotonic
         self.sleep = asyncio.sleep
@@ -49,7 +44,7 @@ class RateLimit(Transform):
     async def process(self, batch: Batch) -> Batch:
         now = self.clock()
         if self._last is not None:
-            self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.per_second)
+            self.tokens = min(self.bucket_size, self.tokens + (now - self._last) * self.per_second)
         self._last = now
         self.tokens -= len(batch.messages)
         if self.tokens < 0:

@@ -21,11 +21,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.acks import Ack
 from ..core.batch import Batch
-from ..core.errors import ErrorHandler, Outcome
+from ..core.errors import ErrorHandler
 from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
-from ..core.stage import StageContext, Transform, TransformConfig
+from ..core.stage import EventTransformConfig, StageContext, Transform
 from .fields import path_getter
 
 
@@ -153,7 +153,7 @@ def parse_aggregate(name: str, spec: Any) -> tuple[str, str | None]:
 RESERVED = ("window_start", "window_end", "key")
 
 
-class WindowConfig(TransformConfig):
+class WindowConfig(EventTransformConfig):
     size: float = Field(gt=0, description="window length in seconds (windows are aligned to multiples "
                                           "of it since the epoch)")
     time_field: str | None = Field(None, description="event field (dotted path) holding the event time "
@@ -219,14 +219,10 @@ class _Window:
 
 
 @TRANSFORMS.register("window")
-class Window(Transform):
+class Window(Transform[WindowConfig]):
     """Tumbling windows with built-in aggregations or a user function; see the module docstring."""
 
-    Config = WindowConfig
-    config: WindowConfig
-
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         cfg = self.config
         self.size: float = int(cfg.size) if cfg.size.is_integer() else cfg.size
         self.event_time = cfg.time_field is not None
@@ -361,11 +357,11 @@ class Window(Transform):
         try:
             extra = await self._call_fn(w.values)
         except Exception as exc:  # noqa: BLE001 - the error policy decides
-            result = await self.errors.handle(msg, exc, lambda: self._call_fn(w.values),
-                                              Batch([msg], w.acks))
-            if result is Outcome.SKIPPED or result is Outcome.DEAD:
+            handled = await self.errors.handle(msg, exc, lambda: self._call_fn(w.values),
+                                               Batch([msg], w.acks))
+            if not handled.recovered:
                 return None
-            extra = result
+            extra = handled.value
         if isinstance(extra, Mapping):
             value.update(extra)
         else:

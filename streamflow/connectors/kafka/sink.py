@@ -184,7 +184,7 @@ class _Record(tuple):
 
 
 @SINKS.register("kafka")
-class KafkaSink(Sink):
+class KafkaSink(Sink[KafkaSinkConfig]):
     """Writes messages to Kafka with ``acks: all`` and idempotence, pipelining batches.
 
     The key is ``key_fn(message)``, the value at ``key_field``, or the
@@ -193,12 +193,9 @@ class KafkaSink(Sink):
     original bytes with the error, stage and source position as headers.
     """
 
-    Config = KafkaSinkConfig
-    config: KafkaSinkConfig
     acks_itself = True
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         c = self.config
         codec = get_codec(c.codec)
         self._encode = codec.encode

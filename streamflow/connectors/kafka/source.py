@@ -91,7 +91,7 @@ def _key(key: bytes | None) -> bytes | str | None:
 
 
 @SOURCES.register("kafka")
-class KafkaSource(Source):
+class KafkaSource(Source[KafkaSourceConfig]):
     """Consumes Kafka topics as a member of a consumer group.
 
     Messages carry ``topic``, ``partition``, ``offset``, ``key`` (str when
@@ -100,11 +100,8 @@ class KafkaSource(Source):
     that fails to decode goes to ``on_error`` with its position.
     """
 
-    Config = KafkaSourceConfig
-    config: KafkaSourceConfig
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        super().__init__(config, **options)
+    def setup(self) -> None:
         codec = get_codec(self.config.codec)
         # raw values need no decoding: the bytes are the value
         self._decode = None if self.config.codec == "raw" else codec.decode
