@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import random
 import time
 from typing import Any, Literal
 
@@ -25,9 +24,9 @@ import orjson
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from yarl import URL
 
+from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed, dead_letter_message
-from ..core.pipeline import SinkRetry
 from ..core.registry import SINKS
 from ..core.stage import ComponentConfig, Sink, StageContext
 
@@ -118,7 +117,7 @@ class HttpSink(Sink[HttpSinkConfig]):
         self.url = self.config.url
         self.safe_url = HttpSinkConfig._safe(self.url)
         self._session: aiohttp.ClientSession | None = None
-        self._retry = SinkRetry()
+        self._retry = Backoff()
         self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -214,16 +213,12 @@ class HttpSink(Sink[HttpSinkConfig]):
 
     async def _backoff(self, attempt: int, error: BaseException, retry_after: float | None) -> None:
         policy = self._retry
-        if policy.max_attempts is not None and attempt >= policy.max_attempts:
+        if policy.exhausted(attempt):
             raise PipelineFailed(f"http sink {self.name!r}: POST to {self.safe_url} failed {attempt} times: "
                                  f"{type(error).__name__}: {error}") from error
         if self.ctx is not None:
             self.ctx.stats.retries += 1
-        if retry_after is None:
-            cap = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
-            delay = random.uniform(cap / 2, cap)
-        else:
-            delay = retry_after
+        delay = policy.delay(attempt) if retry_after is None else retry_after
         log.warning("http sink %s: POST to %s failed (%s: %s); retry %d in %.2fs", self.name, self.safe_url,
                     type(error).__name__, error, attempt, delay)
         await asyncio.sleep(delay)

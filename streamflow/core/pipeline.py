@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .backoff import Backoff
 from .errors import ConfigError
 from .registry import SINKS, SOURCES, TRANSFORMS
 from .stage import Component, Sink, Source, Transform
@@ -24,17 +25,6 @@ class ChannelSettings(BaseModel):
 
     max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
     max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
-
-
-class SinkRetry(BaseModel):
-    """How a failing sink write is retried (backpressure holds the source meanwhile)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backoff: float = Field(0.2, ge=0, description="first delay in seconds")
-    max_backoff: float = Field(30.0, ge=0, description="cap of the delay")
-    max_attempts: int | None = Field(None, ge=1, description="give up (fail the pipeline) after this many; "
-                                                            "null retries until shutdown")
 
 
 class HttpSettings(BaseModel):
@@ -54,7 +44,9 @@ class PipelineSettings(BaseModel):
     shutdown_timeout: float = Field(30.0, gt=0, description="seconds a graceful drain may take")
     commit_interval: float = Field(1.0, gt=0, description="seconds between checkpoint commits")
     channel: ChannelSettings = Field(default_factory=ChannelSettings)
-    sink_retry: SinkRetry = Field(default_factory=SinkRetry)
+    sink_retry: Backoff = Field(default_factory=Backoff, description=(
+        "how a failing sink write is retried (backpressure holds the source meanwhile); "
+        "`max_attempts` reached fails the pipeline"))
     http: HttpSettings | None = Field(None, description="serve /metrics, /healthz and /readyz")
 
 
