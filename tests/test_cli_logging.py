@@ -109,7 +109,7 @@ def test_rich_text_on_a_terminal(stderr: io.StringIO) -> None:
 def test_setup_logging_replaces_its_own_handler(stderr: io.StringIO) -> None:
     setup_logging("json", stream=stderr)
     setup_logging("json", stream=stderr)
-    assert sum(getattr(h, "_streamflow", False) for h in logging.getLogger().handlers) == 1
+    assert sum(h.get_name() == "streamflow" for h in logging.getLogger().handlers) == 1
     with pytest.raises(ValueError, match="unknown log format"):
         setup_logging("xml")
 

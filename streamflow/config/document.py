@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from .errors import InvalidConfig, Issue
 
@@ -62,7 +64,7 @@ class Document:
         return cls(filename, root)
 
     @classmethod
-    def read(cls, path: str | Path) -> Document:
+    def read(cls, path: str | os.PathLike[str]) -> Document:
         """Read and parse a YAML file."""
         try:
             text = Path(path).read_text(encoding="utf-8")

@@ -23,7 +23,7 @@ from ..core.errors import ConfigError
 from ..core.pipeline import Pipeline
 from ..core.refs import resolve
 from ..core.registry import UnknownType
-from ..core.stage import Component
+from ..core.stage import Component, Sink, Source, Transform
 from ..observability.logging import register_secret
 from .document import Document, KeyPath
 from .errors import InvalidConfig, Issue
@@ -34,7 +34,7 @@ from .schema import ALTERNATIVES, SECTIONS, PipelineFile, Section, known_keys
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 #: A constructed component and, for sinks, its routing predicate.
-Built = tuple[Component, Callable[[Any], bool] | None]
+Built = tuple[Component[Any], Callable[[Any], bool] | None]
 
 
 def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = (),
@@ -107,7 +107,8 @@ class _Builder:
     def _section(self, section: Section, value: Any) -> list[Built]:
         """The components of one section; items of the wrong shape are reported by `PipelineFile`."""
         if section.many:
-            items = [((section.key, i), v) for i, v in enumerate(value)] if isinstance(value, list) else []
+            items: list[tuple[KeyPath, Any]] = (
+                [((section.key, i), v) for i, v in enumerate(value)] if isinstance(value, list) else [])
         else:
             items = [((section.key,), value)]
         out: list[Built] = []
@@ -118,13 +119,18 @@ class _Builder:
 
     def _assemble(self, top: PipelineFile, built: dict[str, list[Built]]) -> Pipeline:
         pipeline = Pipeline(top.name, **top.settings.model_dump())
+        # each section's registry holds only its kind, so the isinstance checks always hold
         for comp, _ in built["source"] + built["sources"]:
+            assert isinstance(comp, Source)
             pipeline.source(comp)
         for comp, _ in built["stages"]:
+            assert isinstance(comp, Transform)
             pipeline.transform(comp)
         for comp, when in built["sink"] + built["sinks"]:
+            assert isinstance(comp, Sink)
             pipeline.sink(comp, when=when)
         for comp, _ in built["dead_letter"]:
+            assert isinstance(comp, Sink)
             pipeline.dead_letter(comp)
         try:
             return pipeline.validate()
@@ -210,7 +216,8 @@ class _Builder:
         if not callable(fn):
             self.error(path, f"{ref!r} is not callable; expected a 'module:function' predicate")
             return None
-        return fn
+        predicate: Callable[[Any], bool] = fn
+        return predicate
 
 
 def _message(err: Any) -> str:

@@ -9,7 +9,8 @@ from typing import Any, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.pipeline import PipelineSettings
-from ..core.registry import SINKS, SOURCES, TRANSFORMS, Registry
+from ..core.registry import SINKS, SOURCES, TRANSFORMS, Lookup
+from ..core.stage import Component
 
 #: A component as written in YAML: ``type`` plus the keys of that type's ``Config``.
 ComponentMapping = dict[str, Any]
@@ -35,7 +36,7 @@ class Section:
     """A top-level key holding components: its registry, and whether it holds a list."""
 
     key: str
-    registry: Registry[type]
+    registry: Lookup[type[Component[Any]]]
     many: bool = False
     #: sinks may carry ``when: module:function`` to receive only the events it selects
     routed: bool = False

@@ -52,7 +52,7 @@ class MemorySource(Source[MemorySourceConfig]):
         msgs, acks = [], []
         for part, pm in by_part.items():
             msgs.extend(pm)
-            acks.append(self.tracker.track(part, pm[-1].offset + 1))
+            acks.append(self.tracker.track(part, (pm[-1].offset or 0) + 1))
         return Batch(msgs, acks)
 
     async def checkpoint(self, positions: dict[Any, Any]) -> None:

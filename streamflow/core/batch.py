@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .acks import Ack
 from .message import Message
@@ -27,7 +27,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.messages)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Message]:
         return iter(self.messages)
 
     def derive(self, messages: list[Message]) -> Batch:

@@ -29,7 +29,7 @@ def resolve(ref: str) -> Any:
     return obj
 
 
-def _to_callable(value: Any) -> Callable[..., Any]:
+def _to_callable(value: object) -> Callable[..., Any]:
     if isinstance(value, str):
         value = resolve(value)
     if not callable(value):

@@ -129,11 +129,6 @@ class Component(ABC, Generic[C]):
         Called once by the constructor. A ``ValueError`` raised here is a config error.
         """
 
-    @classmethod
-    def from_config(cls, data: dict[str, Any]) -> Component[Any]:
-        """Build from a config mapping (as YAML gives it)."""
-        return cls(cls.Config.model_validate(data))
-
     def error_policies(self) -> list[ErrorPolicy]:
         """The error policies this component applies (the pipeline checks dead-letter use)."""
         policy = getattr(self.config, "on_error", None)

@@ -16,6 +16,9 @@ from typing import IO, Any
 
 import orjson
 
+#: Name of the handler `setup_logging` installs (a later call replaces it).
+_HANDLER_NAME = "streamflow"
+
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 #: Shorter values are not redacted: replacing every "1" or "id" in the logs would hide everything.
 MIN_SECRET_LENGTH = 4
@@ -141,10 +144,10 @@ def setup_logging(format: str | None = None, level: str | int = "INFO", stream: 
         handler = logging.StreamHandler(stream)
         handler.setFormatter(TextFormatter())
     handler.addFilter(RedactingFilter())
-    handler._streamflow = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_streamflow", False)]:
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
+    handler.set_name(_HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler

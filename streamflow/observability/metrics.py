@@ -164,7 +164,7 @@ class PipelineMetrics(RunnerHooks, Collector):
 
     @staticmethod
     def _collect_channels(runner: Runner, pipeline: str) -> Iterator[Metric]:
-        families = {
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "depth_batches": GaugeMetricFamily("streamflow_channel_depth_batches",
                                                "Batches queued in a channel.", labels=CHANNEL_LABELS),
             "depth_events": GaugeMetricFamily("streamflow_channel_depth_events",

@@ -134,7 +134,7 @@ class EventTransform(Transform[EC]):
                 if not isinstance(exc, Exception):
                     raise exc
                 m = msgs[i]
-                handled = await self.errors.handle(m, exc, lambda m=m: call(m), batch)
+                handled = await self.errors.handle(m, exc, functools.partial(call, m), batch)
                 results[i] = handled.value if handled.recovered else _FAILED
         out: list[Message] = []
         emit = self.emit

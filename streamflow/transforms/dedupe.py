@@ -47,7 +47,9 @@ class Dedupe(EventTransform[DedupeConfig]):
 
     def setup(self) -> None:
         cfg = self.config
-        self._key_of = path_getter(cfg.key) if cfg.key is not None else cfg.key_fn
+        key_of = path_getter(cfg.key) if cfg.key is not None else cfg.key_fn
+        assert key_of is not None  # the config requires `key` or `key_fn`
+        self._key_of = key_of
         #: The remembered keys (an LRU; ``seen.clock`` drives ``ttl``).
         self.seen = LRUCache(cfg.max_keys, cfg.ttl)
 

@@ -119,7 +119,8 @@ class LookupFailed(RuntimeError):
 
 # -- table files ----------------------------------------------------------------------
 def _json_rows(data: bytes) -> list[Any] | dict[str, Any]:
-    return orjson.loads(data)
+    rows: list[Any] | dict[str, Any] = orjson.loads(data)
+    return rows
 
 
 def _jsonl_rows(data: bytes) -> list[Any]:

@@ -9,6 +9,7 @@ cannot be reshaped (its value is not a mapping) goes to the stage's error policy
 from __future__ import annotations
 
 import copy
+import functools
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -71,11 +72,12 @@ def set_path(value: dict[str, Any], parts: tuple[str, ...], item: Any) -> None:
 
 def pop_path(value: dict[str, Any], parts: tuple[str, ...]) -> Any:
     """Remove and return the field at ``parts`` (the `_MISSING` marker when absent)."""
+    node: Any = value
     for p in parts[:-1]:
-        value = value.get(p)
-        if not isinstance(value, dict):
+        node = node.get(p)
+        if not isinstance(node, dict):
             return _MISSING
-    return value.pop(parts[-1], _MISSING)
+    return node.pop(parts[-1], _MISSING)
 
 
 def _require_mapping(value: Any) -> dict[str, Any]:
@@ -126,6 +128,9 @@ class ValueTransform(Transform[VC]):
         done = self.fast(batch.messages)
         return batch if done == len(batch.messages) else await self._resume(batch, done)
 
+    def _apply_to(self, msg: Message) -> Any:
+        return self.apply(msg.value)
+
     async def _resume(self, batch: Batch, start: int) -> Batch:
         msgs = batch.messages
         out: list[Message] = msgs[:start]
@@ -133,7 +138,7 @@ class ValueTransform(Transform[VC]):
             try:
                 m.value = self.apply(m.value)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
-                handled = await self.errors.handle(m, exc, lambda m=m: self.apply(m.value), batch)
+                handled = await self.errors.handle(m, exc, functools.partial(self._apply_to, m), batch)
                 if not handled.recovered:
                     continue
                 m.value = handled.value
@@ -217,10 +222,10 @@ class Rename(ValueTransform[RenameConfig]):
             for n, v in moved:
                 value[n] = v
             return value
-        taken = [(n, pop_path(value, o)) for o, n in self._pairs]
-        for n, v in taken:
-            if v is not _MISSING:
-                set_path(value, n, v)
+        taken = [(new, pop_path(value, old)) for old, new in self._pairs]
+        for new, item in taken:
+            if item is not _MISSING:
+                set_path(value, new, item)
         return value
 
     def fast(self, msgs: list[Message]) -> int:

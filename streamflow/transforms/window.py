@@ -62,12 +62,13 @@ def aggregation(name: str) -> Callable[[type[Aggregation]], type[Aggregation]]:
 
 
 def _number(x: Any) -> int | float:
+    number: int | float = x
     cls = x.__class__
     if cls is int or cls is float:
-        return x
+        return number
     if cls is bool or not isinstance(x, (int, float)):
         raise TypeError(f"expected a number, got {type(x).__name__} {x!r}")
-    return x
+    return number
 
 
 @aggregation("count")
