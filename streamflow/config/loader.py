@@ -11,6 +11,7 @@ and importing the user modules it names.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -91,11 +92,24 @@ class _Builder:
             self.error((), "expected a mapping with `name`, `source` and `sinks` at the top level")
             raise InvalidConfig(self.issues)
         top = self._validate(PipelineFile, data, ())
+        self._import_plugins(data.get("plugins"))
         self._check_alternatives(data)
         built = {section.key: self._section(section, data.get(section.key)) for section in SECTIONS}
         if self.issues or not isinstance(top, PipelineFile):
             raise InvalidConfig(self.issues)
         return self._assemble(top, built)
+
+    def _import_plugins(self, plugins: Any) -> None:
+        """Import the modules named under ``plugins`` (their components register on import)."""
+        if not isinstance(plugins, list):
+            return  # a wrong shape is reported by `PipelineFile`
+        for i, module in enumerate(plugins):
+            if not isinstance(module, str):
+                continue
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+                self.error(("plugins", i), f"cannot import plugin module {module!r}: {_describe(exc)}")
 
     def _check_alternatives(self, data: dict[str, Any]) -> None:
         for one, many in ALTERNATIVES:

@@ -22,6 +22,9 @@ class PipelineFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="the pipeline's name (logs, metrics, graphs)")
+    plugins: list[str] = Field(default_factory=list, description=(
+        "Python modules imported before the components are looked up, so the component types "
+        "they register can be used here (the file's directory is on the import path)"))
     settings: PipelineSettings = Field(default_factory=PipelineSettings, description="engine settings")
     source: ComponentMapping | None = Field(None, description="the source (or use `sources`)")
     sources: list[ComponentMapping] | None = Field(None, description="several sources, merged")
