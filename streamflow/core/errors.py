@@ -139,25 +139,13 @@ class ErrorHandler:
         holds the acks of ``batch`` until the dead-letter sink has written it.
         """
         policy = self.policy
-        attempts = 1
-        action = policy.policy
+        action, attempts = policy.policy, 1
         if action == "retry":
-            while retry is not None and not policy.exhausted(attempts):
-                self._count("retries")
-                delay = policy.delay(attempts)
-                log.warning("stage %s: %s at %s; retry %d/%s in %.2fs", self.stage,
-                            _describe(error), msg.position(), attempts,
-                            "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay,
-                            extra=self._where(msg))
-                await asyncio.sleep(delay)
-                attempts += 1
-                try:
-                    result = retry()
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return Handled("retried", result)
-                except Exception as exc:  # noqa: BLE001 - user code may raise anything
-                    error = exc
+            if retry is not None:
+                outcome = await self._retry(msg, error, retry)
+                if isinstance(outcome, Handled):
+                    return outcome
+                error, attempts = outcome
             action = policy.then
         self._count("errors")
         if action == "skip":
@@ -166,22 +154,49 @@ class ErrorHandler:
                         extra=self._where(msg))
             return SKIPPED
         if action == "dead_letter":
-            self._count("dead_lettered")
-            log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
-                        _describe(error), extra=self._where(msg))
-            if self.dead_letter is None:
-                raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
-                                     "pipeline has no dead_letter sink")
-            record = dead_letter_message(msg, error, self.stage, attempts)
-            acks = batch.acks if batch is not None else ()
-            for a in acks:
-                a.retain()
-            await self.dead_letter(Batch([record], acks))
+            await self._dead_letter(msg, error, attempts, batch)
             return DEAD_LETTERED
         log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error),
                   extra=self._where(msg))
         raise PipelineFailed(f"stage {self.stage!r} failed on event at {msg.position()}: "
                              f"{_describe(error)}") from error
+
+    async def _retry(self, msg: Message, error: BaseException,
+                     retry: Callable[[], Any]) -> Handled | tuple[BaseException, int]:
+        """Call ``retry`` on the policy's `Backoff` schedule: its result, or the last error and attempts."""
+        policy, attempts = self.policy, 1
+        while not policy.exhausted(attempts):
+            self._count("retries")
+            delay = policy.delay(attempts)
+            log.warning("stage %s: %s at %s; retry %d/%s in %.2fs", self.stage, _describe(error),
+                        msg.position(), attempts,
+                        "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay,
+                        extra=self._where(msg))
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                result = retry()
+                if inspect.isawaitable(result):
+                    result = await result
+                return Handled("retried", result)
+            except Exception as exc:  # noqa: BLE001 - user code may raise anything
+                error = exc
+        return error, attempts
+
+    async def _dead_letter(self, msg: Message, error: BaseException, attempts: int,
+                           batch: Batch | None) -> None:
+        """Send ``msg``'s dead-letter record, holding ``batch``'s acks until it is written."""
+        self._count("dead_lettered")
+        log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
+                    _describe(error), extra=self._where(msg))
+        if self.dead_letter is None:
+            raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
+                                 "pipeline has no dead_letter sink")
+        record = dead_letter_message(msg, error, self.stage, attempts)
+        acks = batch.acks if batch is not None else ()
+        for a in acks:
+            a.retain()
+        await self.dead_letter(Batch([record], acks))
 
     def _where(self, msg: Message) -> dict[str, Any]:
         """Structured log fields locating the event (JSON logs show them as keys)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -30,7 +31,7 @@ from .fields import path_getter
 
 
 # -- aggregations ---------------------------------------------------------------------
-class Aggregation:
+class Aggregation(ABC):
     """An incremental aggregation: `step` folds one field value into a state, `result` reads it.
 
     `step` must not mutate ``state`` (it returns the new one), so an event that
@@ -42,8 +43,9 @@ class Aggregation:
     needs_field: ClassVar[bool] = True
     initial: ClassVar[Any] = None
 
+    @abstractmethod
     def step(self, state: Any, x: Any) -> Any:
-        raise NotImplementedError
+        """The state after folding in the value ``x`` (never None)."""
 
     def result(self, state: Any) -> Any:
         return state
