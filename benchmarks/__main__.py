@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .harness import RESULT_FILE_ARG, Options, Workload, append_json, peak_rss_kib, run_workload, table
+from .harness import (
+    RESULT_FILE_ARG,
+    Options,
+    Workload,
+    append_json,
+    peak_rss_kib,
+    reference_summary,
+    run_workload,
+    table,
+)
 from .workloads import WORKLOADS, workload_class
 
 
@@ -29,7 +38,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"unknown workload(s): {', '.join(unknown)}; known: {', '.join(WORKLOADS)}", file=sys.stderr)
         return 2
     opts = Options(n=args.n, rounds=args.rounds, smoke=args.smoke, bootstrap=args.bootstrap, json_path=args.json,
-                   peers=not args.no_peers, verbose=args.verbose, only_variants=args.variant)
+                   peers=not args.no_peers, verbose=args.verbose, only_variants=args.variant,
+                   reference=args.reference)
     log = lambda line: print(line, flush=True)  # noqa: E731
     rounds = args.rounds or ("1" if args.smoke else "default (file-enrich 3, kafka-enrich 3, io-enrich 3, memory 2)")
     log(f"streamflow benchmarks: {', '.join(names)}; rounds={rounds}{' (smoke)' if args.smoke else ''}; "
@@ -60,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(table(rows))
     for cls, outcomes in rows:
-        for line in cls(opts).summary(outcomes):
+        for line in cls(opts).summary(outcomes) + reference_summary(opts, outcomes):
             print(line)
     print(f"\ntotal {time.monotonic() - started:.0f}s")
     if args.json:
@@ -135,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                      "else a broker started from tests/kafka/broker.py)")
     run.add_argument("--no-peers", action="store_true", help="skip the other frameworks")
     run.add_argument("--keep", action="store_true", help="keep the work dir (outputs, child logs)")
+    run.add_argument("--reference", metavar="REV", help="also run the streamflow variants of this git revision "
+                     "(as VARIANT@REV), alternating with this tree's: compares a change with its reference")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

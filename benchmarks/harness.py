@@ -42,6 +42,11 @@ class Options:
     peers: bool = True
     verbose: bool = False
     only_variants: list[str] | None = None
+    #: A git revision whose streamflow runs as extra variants (``streamflow@REV``), alternating with
+    #: this tree's, so a change is compared with its reference in one run.
+    reference: str | None = None
+    #: Where `reference`'s tree was extracted (set by `extract_reference`).
+    reference_dir: Path | None = None
 
 
 @dataclass
@@ -111,6 +116,9 @@ class Workload:
     peers: ClassVar[frozenset[str]] = frozenset()
     #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-b1000``).
     extras: ClassVar[frozenset[str]] = frozenset()
+    #: Variants that run streamflow (``--reference`` runs these of the reference tree too);
+    #: None: those whose name starts with "streamflow".
+    streamflow_variants: ClassVar[frozenset[str] | None] = None
     #: Variants the ratio column compares against (the best of them).
     baselines: ClassVar[tuple[str, ...]] = ("bare",)
     default_n: ClassVar[int]
@@ -135,6 +143,12 @@ class Workload:
 
     def prepare(self) -> None:
         """Generate inputs (once per invocation; may use a cache)."""
+
+    def runs_streamflow(self, variant: str) -> bool:
+        """Whether ``variant`` runs streamflow itself (not a bare loop or another framework)."""
+        if self.streamflow_variants is not None:
+            return variant in self.streamflow_variants
+        return variant.startswith("streamflow") and variant not in self.peers
 
     def unavailable(self, variant: str) -> str | None:
         """Why ``variant`` cannot run here (missing package …), or None."""
@@ -230,20 +244,43 @@ def module_available(name: str) -> str | None:
 
 
 # -- running children -----------------------------------------------------------------
+def extract_reference(opts: Options) -> None:
+    """Extract the tree of ``opts.reference`` (a git revision) into the work dir for its variants."""
+    if opts.reference is None or opts.reference_dir is not None:
+        return
+    root = Path(__file__).resolve().parent.parent
+    target = opts.workdir / "reference"
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", opts.reference], cwd=root,
+                             capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    opts.reference_dir = target
+
+
+def reference_variant(opts: Options, variant: str) -> tuple[str, Path | None]:
+    """``streamflow@REV`` -> (``streamflow``, the reference tree); other names -> (name, None)."""
+    if opts.reference is not None and variant.endswith(f"@{opts.reference}"):
+        return variant[: -len(opts.reference) - 1], opts.reference_dir
+    return variant, None
+
+
 def run_child(opts: Options, workload: str, variant: str, params: dict[str, Any],
               timeout: float) -> tuple[dict[str, Any] | None, str]:
     """Run one variant in a fresh interpreter: (result or None, log tail).
 
     The result carries ``child_rss_kib`` (the child's own peak RSS) and
-    ``cpu_seconds`` (user + system time of the child, from ``wait4``).
+    ``cpu_seconds`` (user + system time of the child, from ``wait4``). A
+    ``streamflow…@REV`` variant runs the code (streamflow and its workload) of
+    the reference tree.
     """
+    variant, reference_root = reference_variant(opts, variant)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=opts.workdir))
     params_file, result_file, log_file = run_dir / "params.json", run_dir / "result.json", run_dir / "log.txt"
     params_file.write_text(json.dumps(params))
     cmd = [opts.python, "-m", "benchmarks", "child", workload, variant, str(params_file),
            RESULT_FILE_ARG, str(result_file)]
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(reference_root or Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
@@ -290,10 +327,13 @@ def _tail(path: Path, lines: int = 25) -> str:
 def run_workload(wl: Workload, log: Callable[[str], None]) -> list[Outcome]:
     """All rounds of every selected variant of ``wl``, alternating."""
     variants = wl.selected_variants()
+    if wl.opts.reference is not None:
+        extract_reference(wl.opts)
+        variants += [f"{v}@{wl.opts.reference}" for v in variants if wl.runs_streamflow(v)]
     outcomes = {v: Outcome(wl.name, v, wl.n) for v in variants}
     runnable = []
     for v in variants:
-        reason = wl.unavailable(v)
+        reason = wl.unavailable(reference_variant(wl.opts, v)[0])
         if reason:
             outcomes[v].status = f"n/a: {reason}"
             log(f"  {wl.name}/{v}: skipped ({reason})")
@@ -309,14 +349,15 @@ def run_workload(wl: Workload, log: Callable[[str], None]) -> list[Outcome]:
                 out = outcomes[v]
                 if out.status != "ok":
                     continue
-                params = wl.params(v, r)
+                base = reference_variant(wl.opts, v)[0]
+                params = wl.params(base, r)
                 result, tail = run_child(wl.opts, wl.name, v, params, wl.timeout)
                 if result is None:
                     out.status = f"FAILED: {tail.splitlines()[0] if tail else 'no output'}"
                     log(f"  {wl.name}/{v} round {r + 1}: FAILED\n{_indent(tail)}")
                     wl.cleanup_run(params)
                     continue
-                error = wl.verify(v, params, result)
+                error = wl.verify(base, params, result)
                 wl.cleanup_run(params)
                 if error is not None and result.get("unsupported"):
                     out.status = f"n/a: {result['unsupported']}"
@@ -354,6 +395,24 @@ def _indent(text: str) -> str:
 
 
 # -- reporting --------------------------------------------------------------------------
+def reference_summary(opts: Options, outcomes: list[Outcome]) -> list[str]:
+    """With ``--reference``: each streamflow variant against the same variant of the reference."""
+    if opts.reference is None:
+        return []
+    by = {o.variant: o for o in outcomes if o.ok}
+    lines = []
+    for name, ref in by.items():
+        base, root = reference_variant(opts, name)
+        this = by.get(base)
+        if root is None or this is None or not ref.median:
+            continue
+        cpu = (f"; events per CPU-second {this.cpu_median / ref.cpu_median:.2f}x"
+               if ref.cpu_median else "")
+        lines.append(f"{this.workload}/{base}: this tree / {opts.reference} = "
+                     f"{this.median / ref.median:.2f}x events/s{cpu}")
+    return lines
+
+
 def baseline_rate(wl: type[Workload], outcomes: list[Outcome]) -> float:
     rates = [o.median for o in outcomes if o.variant in wl.baselines and o.ok]
     return max(rates, default=0.0)

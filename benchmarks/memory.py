@@ -24,6 +24,7 @@ class Memory(Workload):
     name = "memory"
     variants = ("1M", "5M")
     baselines = ("1M",)
+    streamflow_variants = frozenset({"1M", "5M"})
     default_n = 1_000_000
     default_rounds = 2
     smoke_n = 2000

@@ -44,6 +44,17 @@ def test_local_workloads_produce_correct_output(tmp_path: Path) -> None:
     assert got[("memory", "5M")]["samples"][0]["blocked_seconds"] > 0  # the slow sink held the source back
 
 
+def test_reference_revision_runs_alternating_with_this_tree(tmp_path: Path) -> None:
+    """`--reference REV` adds the reference tree's streamflow variants (checked like the others)."""
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    rows = run_smoke(tmp_path, "--workload", "file-enrich", "--reference", rev)
+    got = {r["variant"]: r for r in rows}
+    assert set(got) == {"bare", "streamflow", f"streamflow@{rev}"}
+    assert all(row["status"] == "ok" for row in got.values())
+    assert got[f"streamflow@{rev}"]["samples"][0]["events"] == 2000
+
+
 @pytest.mark.kafka
 def test_kafka_workload_produces_correct_output(tmp_path: Path, kafka_broker) -> None:
     rows = run_smoke(tmp_path, "--workload", "kafka-enrich", "--bootstrap", kafka_broker.bootstrap)
