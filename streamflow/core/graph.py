@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
+from .pipeline import Pipeline
+from .stage import Transform
 
 
 def _node(node_id: str, label: str, shape: str = "box") -> str:
@@ -19,50 +19,68 @@ def _node(node_id: str, label: str, shape: str = "box") -> str:
     return f'    {node_id}["{label}"]'
 
 
+def _transform_label(t: Transform[Any]) -> str:
+    label = t.describe()
+    if t.concurrency > 1:
+        label += f" ×{t.concurrency}{'' if t.ordered else ' unordered'}"
+    policies = [p.policy for p in t.error_policies() if p.policy != "fail"]
+    if policies:
+        label += f" · on_error {policies[0]}"
+    return label
+
+
+class _Flowchart:
+    """The lines of one flowchart, with a stable node id per stage object."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        cap = pipeline.settings.channel
+        self.queue = f"|queue {cap.max_batches} batches / {cap.max_events} events|"
+        self.lines = ["flowchart LR"]
+        self.ids: dict[int, str] = {}
+
+    def nid(self, obj: object, prefix: str) -> str:
+        return self.ids.setdefault(id(obj), f"{prefix}{len(self.ids)}")
+
+    def edges(self, sources: list[str], target: str, label: str) -> None:
+        self.lines += [f"    {p} -->{label} {target}" for p in sources]
+
+
 def mermaid(pipeline: Pipeline) -> str:
     """A Mermaid ``flowchart LR`` of ``pipeline``; edges are labelled with channel capacities."""
-    cap = pipeline.settings.channel
-    queue = f"|queue {cap.max_batches} batches / {cap.max_events} events|"
-    lines = ["flowchart LR"]
-    ids: dict[int, str] = {}
-
-    def nid(obj: object, prefix: str) -> str:
-        return ids.setdefault(id(obj), f"{prefix}{len(ids)}")
-
-    for src in pipeline.sources:
-        lines.append(_node(nid(src, "s"), f"{src.describe()}", "source"))
-    prev = [nid(s, "s") for s in pipeline.sources]
+    chart = _Flowchart(pipeline)
+    chart.lines += [_node(chart.nid(src, "s"), src.describe(), "source") for src in pipeline.sources]
+    prev = [chart.nid(s, "s") for s in pipeline.sources]
     for t in pipeline.transforms:
-        label = t.describe()
-        if t.concurrency > 1:
-            label += f" ×{t.concurrency}{'' if t.ordered else ' unordered'}"
-        policies = [p.policy for p in t.error_policies() if p.policy != "fail"]
-        if policies:
-            label += f" · on_error {policies[0]}"
-        lines.append(_node(nid(t, "t"), label))
-        for p in prev:
-            lines.append(f"    {p} -->{queue} {nid(t, 't')}")
-        prev = [nid(t, "t")]
+        chart.lines.append(_node(chart.nid(t, "t"), _transform_label(t)))
+        chart.edges(prev, chart.nid(t, "t"), chart.queue)
+        prev = [chart.nid(t, "t")]
+    _sinks(chart, pipeline, prev)
+    _dead_letter(chart, pipeline)
+    return "\n".join(chart.lines) + "\n"
+
+
+def _sinks(chart: _Flowchart, pipeline: Pipeline, prev: list[str]) -> None:
     fan = len(pipeline.sinks) > 1 or any(r.when for r in pipeline.sinks)
     if fan:
-        lines.append(_node("route", "route", "route"))
-        for p in prev:
-            lines.append(f"    {p} -->{queue} route")
+        chart.lines.append(_node("route", "route", "route"))
+        chart.edges(prev, "route", chart.queue)
         prev = ["route"]
     for r in pipeline.sinks:
-        sid = nid(r.sink, "k")
-        lines.append(_node(sid, r.sink.describe(), "sink"))
+        sid = chart.nid(r.sink, "k")
+        chart.lines.append(_node(sid, r.sink.describe(), "sink"))
         label = ""
         if r.when is not None:
             label = f"|when {getattr(r.when, '__name__', 'predicate')}|"
         elif not fan:
-            label = queue
-        for p in prev:
-            lines.append(f"    {p} -->{label} {sid}")
-    if pipeline.dead_letter_sink is not None:
-        did = nid(pipeline.dead_letter_sink, "d")
-        lines.append(_node(did, f"dead letter: {pipeline.dead_letter_sink.describe()}", "sink"))
-        for stage in [*pipeline.sources, *pipeline.transforms]:
-            if any(p.uses_dead_letter() for p in stage.error_policies()):
-                lines.append(f"    {nid(stage, 'x')} -.->|on_error| {did}")
-    return "\n".join(lines) + "\n"
+            label = chart.queue
+        chart.edges(prev, sid, label)
+
+
+def _dead_letter(chart: _Flowchart, pipeline: Pipeline) -> None:
+    if pipeline.dead_letter_sink is None:
+        return
+    did = chart.nid(pipeline.dead_letter_sink, "d")
+    chart.lines.append(_node(did, f"dead letter: {pipeline.dead_letter_sink.describe()}", "sink"))
+    for stage in [*pipeline.sources, *pipeline.transforms]:
+        if any(p.uses_dead_letter() for p in stage.error_policies()):
+            chart.lines.append(f"    {chart.nid(stage, 'x')} -.->|on_error| {did}")

@@ -2,63 +2,55 @@
 
 YAML configs are parsed into the same object (see `streamflow.config`), so
 there is one graph and one engine whichever way a pipeline is written.
+
+This module describes a pipeline; it does not run or draw one. `Pipeline.run`
+and `Pipeline.graph` delegate to an `Engine`, which `streamflow.core` sets to
+`streamflow.core.engine.LocalEngine` (the `Runner` and the Mermaid renderer).
+Those import this module, never the reverse, so the graph, the runner and the
+renderer form no import circle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from .backoff import Backoff
 from .errors import ConfigError
-from .registry import SINKS, SOURCES, TRANSFORMS
+from .refs import resolve
+from .registry import SINKS, SOURCES, TRANSFORMS, Lookup
+from .result import RunResult
+from .settings import ChannelSettings, HttpSettings, PipelineSettings
 from .stage import Component, Sink, Source, Transform
 
+__all__ = ["ChannelSettings", "Engine", "HttpSettings", "Pipeline", "PipelineSettings", "SinkRoute"]
 
-class ChannelSettings(BaseModel):
-    """Capacity of every channel between two stages (contract 1)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
-    max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
-
-
-class HttpSettings(BaseModel):
-    """The operations HTTP server (/metrics, /healthz, /readyz); off unless configured."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
-    port: int = Field(8080, ge=0, le=65535, description="port (0 picks a free one)")
-
-
-class PipelineSettings(BaseModel):
-    """Engine settings of one pipeline."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    shutdown_timeout: float = Field(30.0, gt=0, description="seconds a graceful drain may take")
-    commit_interval: float = Field(1.0, gt=0, description="seconds between checkpoint commits")
-    channel: ChannelSettings = Field(default_factory=ChannelSettings)
-    sink_retry: Backoff = Field(default_factory=Backoff, description=(
-        "how a failing sink write is retried (backpressure holds the source meanwhile); "
-        "`max_attempts` reached fails the pipeline"))
-    http: HttpSettings | None = Field(None, description="serve /metrics, /healthz and /readyz")
+S = TypeVar("S", bound=Component[Any])
 
 
 @dataclass
 class SinkRoute:
     """A sink and the predicate choosing which events it receives (None: all of them)."""
 
-    sink: Sink
+    sink: Sink[Any]
     when: Callable[[Any], bool] | None = None
 
 
-def _build(registry: Any, item: Any, options: dict[str, Any], base: type[Component]) -> Any:
+class Engine(Protocol):
+    """What runs and draws a pipeline: the engine behind `Pipeline.run` and `Pipeline.graph`."""
+
+    def run(self, pipeline: Pipeline, /, **options: Any) -> RunResult:
+        """Run ``pipeline`` to completion on a fresh event loop."""
+        ...
+
+    def graph(self, pipeline: Pipeline, /) -> str:
+        """A Mermaid flowchart of ``pipeline``."""
+        ...
+
+
+def _build(registry: Lookup[type[S]], item: S | str, options: dict[str, Any], base: type) -> S:
+    """``item`` itself (checked to be a ``base``, the abstract kind of ``S``), or a new component
+    of the type ``registry`` names ``item``, built from ``options``."""
     if isinstance(item, str):
         return registry.get(item)(**options)
     if options:
@@ -78,13 +70,13 @@ class Pipeline:
     def __init__(self, name: str = "pipeline", **settings: Any) -> None:
         self.name = name
         self.settings = PipelineSettings(**settings)
-        self.sources: list[Source] = []
-        self.transforms: list[Transform] = []
+        self.sources: list[Source[Any]] = []
+        self.transforms: list[Transform[Any]] = []
         self.sinks: list[SinkRoute] = []
-        self.dead_letter_sink: Sink | None = None
+        self.dead_letter_sink: Sink[Any] | None = None
 
     # -- building -------------------------------------------------------
-    def _named(self, comp: Any) -> Any:
+    def _named(self, comp: S) -> S:
         """Give an unnamed stage a unique default name (``map``, ``map_2`` …)."""
         if comp.config.name is None:
             taken = {s.name for s in self.stages()}
@@ -94,12 +86,12 @@ class Pipeline:
                 i += 1
         return comp
 
-    def source(self, source: Source | str, **options: Any) -> Pipeline:
+    def source(self, source: Source[Any] | str, **options: Any) -> Pipeline:
         """Add a source (several sources are merged into one stream)."""
         self.sources.append(self._named(_build(SOURCES, source, options, Source)))
         return self
 
-    def transform(self, transform: Transform | str, **options: Any) -> Pipeline:
+    def transform(self, transform: Transform[Any] | str, **options: Any) -> Pipeline:
         """Append a transform stage, given as an object or a registered type name."""
         self.transforms.append(self._named(_build(TRANSFORMS, transform, options, Transform)))
         return self
@@ -130,27 +122,25 @@ class Pipeline:
             raise AttributeError(f"Pipeline has no method or transform type {name!r}") from None
         return lambda **options: self.transform(name, **options)
 
-    def sink(self, sink: Sink | str, when: Callable[[Any], bool] | str | None = None,
+    def sink(self, sink: Sink[Any] | str, when: Callable[[Any], bool] | str | None = None,
              **options: Any) -> Pipeline:
         """Add a sink. Every sink receives every event (fan-out) unless ``when`` selects some."""
-        from .refs import resolve
-
-        if isinstance(when, str):
-            when = resolve(when)
-        self.sinks.append(SinkRoute(self._named(_build(SINKS, sink, options, Sink)), when))
+        predicate: Callable[[Any], bool] | None = resolve(when) if isinstance(when, str) else when
+        self.sinks.append(SinkRoute(self._named(_build(SINKS, sink, options, Sink)), predicate))
         return self
 
-    def dead_letter(self, sink: Sink | str, **options: Any) -> Pipeline:
+    def dead_letter(self, sink: Sink[Any] | str, **options: Any) -> Pipeline:
         """Where `dead_letter` error policies send failed events."""
-        sink = _build(SINKS, sink, options, Sink)
-        if sink.config.name is None:
-            sink.name = "dead_letter"
-        self.dead_letter_sink = self._named(sink)
+        built = _build(SINKS, sink, options, Sink)
+        if built.config.name is None:
+            built.name = "dead_letter"
+        self.dead_letter_sink = self._named(built)
         return self
 
-    # -- checking and running --------------------------------------------
-    def stages(self) -> list[Component]:
-        out: list[Component] = [*self.sources, *self.transforms, *(r.sink for r in self.sinks)]
+    # -- checking ---------------------------------------------------------
+    def stages(self) -> list[Component[Any]]:
+        """Every stage: sources, transforms, sinks, then the dead-letter sink."""
+        out: list[Component[Any]] = [*self.sources, *self.transforms, *(r.sink for r in self.sinks)]
         if self.dead_letter_sink is not None:
             out.append(self.dead_letter_sink)
         return out
@@ -173,14 +163,17 @@ class Pipeline:
                                       "has no dead_letter sink")
         return self
 
-    def run(self, **options: Any) -> Any:
-        """Run to completion (or until a signal) on a fresh event loop; returns a `RunResult`."""
-        from .runner import run_pipeline
+    # -- running and drawing (by the engine) -----------------------------
+    #: Runs and draws pipelines; `streamflow.core` sets it to `LocalEngine` when it is imported.
+    engine: ClassVar[Engine]
 
-        return run_pipeline(self, **options)
+    def run(self, **options: Any) -> RunResult:
+        """Run to completion (or until a signal) on a fresh event loop; returns a `RunResult`.
+
+        ``options`` are `Runner`'s: ``handle_signals``, ``watchers``, ``hooks``.
+        """
+        return self.engine.run(self, **options)
 
     def graph(self) -> str:
         """Mermaid flowchart of the stages and the channels between them."""
-        from .graph import mermaid
-
-        return mermaid(self)
+        return self.engine.graph(self)

@@ -1,0 +1,43 @@
+"""`PipelineSettings`: the engine settings of one pipeline (channels, shutdown, commits, sink retry, ops server).
+
+A module of its own so that stages (`StageContext.settings`) and the
+pipeline graph can both name it without importing each other.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .backoff import Backoff
+
+
+class ChannelSettings(BaseModel):
+    """Capacity of every channel between two stages (contract 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
+    max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
+
+
+class HttpSettings(BaseModel):
+    """The operations HTTP server (/metrics, /healthz, /readyz); off unless configured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
+    port: int = Field(8080, ge=0, le=65535, description="port (0 picks a free one)")
+
+
+class PipelineSettings(BaseModel):
+    """Engine settings of one pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shutdown_timeout: float = Field(30.0, gt=0, description="seconds a graceful drain may take")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between checkpoint commits")
+    channel: ChannelSettings = Field(default_factory=ChannelSettings)
+    sink_retry: Backoff = Field(default_factory=Backoff, description=(
+        "how a failing sink write is retried (backpressure holds the source meanwhile); "
+        "`max_attempts` reached fails the pipeline"))
+    http: HttpSettings | None = Field(None, description="serve /metrics, /healthz and /readyz")
