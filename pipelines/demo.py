@@ -32,8 +32,8 @@ pipeline = (
     .enrich(table="pipelines/data/products.csv", format="csv", key="product_id",
             fields=["name", "category", "price"])
     .map(add_total)
-    .sink("file", path="out/demo.jsonl", format="jsonl", mkdir=True)
-    .dead_letter("file", path="out/demo-dead-letter.jsonl", format="jsonl", mkdir=True)
+    .sink("file", path="out/demo.jsonl", codec="json", mkdir=True)
+    .dead_letter("file", path="out/demo-dead-letter.jsonl", codec="json", mkdir=True)
 )
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""file sink: formats, flush policies (and what they acknowledge), rotation, directories, torn lines."""
+"""file sink: codecs, flush policies (and what they acknowledge), rotation, directories, torn lines."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def test_jsonl_exact_and_bytes_written_as_they_are(tmp_path: Path) -> None:
                                 b'{"b":"xy"}\n')
 
 
-def test_lines_format(tmp_path: Path) -> None:
+def test_text_codec(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     run(Pipeline("t").source(MemorySource(values=["a", b"b", 3, {"k": 1}]))
-        .sink(FileSink(path=str(out), format="lines")))
+        .sink(FileSink(path=str(out), codec="text")))
     assert out.read_bytes() == b'a\nb\n3\n{"k":1}\n'
 
 
@@ -46,8 +46,8 @@ def test_csv_header_once_from_first_record_and_from_fields(tmp_path: Path) -> No
     values = [{"id": i, "name": f"n,{i}", "extra": None} for i in range(25)]
     auto, chosen = tmp_path / "auto.csv", tmp_path / "chosen.csv"
     run(Pipeline("t").source(MemorySource(values=values, batch_size=4))
-        .sink(FileSink(path=str(auto), format="csv", name="auto"))
-        .sink(FileSink(path=str(chosen), format="csv", fields=["name", "id"], name="chosen")))
+        .sink(FileSink(path=str(auto), codec="csv", name="auto"))
+        .sink(FileSink(path=str(chosen), codec="csv", fields=["name", "id"], name="chosen")))
     rows = list(csv.reader(io.StringIO(auto.read_text())))
     assert rows[0] == ["id", "name", "extra"] and len(rows) == 26
     assert rows[1:] == [[str(i), f"n,{i}", ""] for i in range(25)]
@@ -55,7 +55,7 @@ def test_csv_header_once_from_first_record_and_from_fields(tmp_path: Path) -> No
     assert rows[0] == ["name", "id"] and rows[1:] == [[f"n,{i}", str(i)] for i in range(25)]
     # appending to an existing csv file adds no second header
     run(Pipeline("t").source(MemorySource(values=[{"name": "z", "id": 99}]))
-        .sink(FileSink(path=str(chosen), format="csv", fields=["name", "id"])))
+        .sink(FileSink(path=str(chosen), codec="csv", fields=["name", "id"])))
     rows = list(csv.reader(io.StringIO(chosen.read_text())))
     assert rows.count(["name", "id"]) == 1 and rows[-1] == ["z", "99"]
 
@@ -125,7 +125,7 @@ def test_rotation_by_size_keeps_every_record(tmp_path: Path) -> None:
 def test_rotated_csv_files_each_start_with_the_header(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     run(Pipeline("t").source(MemorySource(values=[{"a": i, "b": -i} for i in range(200)], batch_size=10))
-        .sink(FileSink(path=str(out), format="csv", rotate={"max_bytes": 300})))
+        .sink(FileSink(path=str(out), codec="csv", rotate={"max_bytes": 300})))
     files = list(tmp_path.glob("out.csv*"))
     assert len(files) > 3
     rows: list[list[str]] = []
@@ -153,8 +153,10 @@ def test_config_errors() -> None:
         FileSink(path="x", rotate={})
     with pytest.raises(ValidationError):
         FileSink(path="x", flush="sometimes")
-    with pytest.raises(ValidationError):
-        FileSink(path="x", format="raw")
+    with pytest.raises(ValidationError, match="unknown codec type 'jsonl'"):
+        FileSink(path="x", codec="jsonl")
+    with pytest.raises(ValidationError, match="unknown framing type 'lines'"):
+        FileSink(path="x", framing="lines")
     assert FileSink(path="x", flush={"interval": 1.5}).config.flush.interval == 1.5
 
 

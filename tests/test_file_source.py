@@ -1,4 +1,4 @@
-"""file source: formats, error policy, follow mode (growth, rotation, truncation) and checkpoints."""
+"""file source: codecs and framing, error policy, follow mode (growth, rotation, truncation) and checkpoints."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from streamflow import Pipeline
 from streamflow.codecs import get_codec
+from streamflow.codecs.framing import LineSplitter
 from streamflow.connectors.files_sink import FileSink
 from streamflow.connectors.files_source import FileSource
-from streamflow.connectors.formats import LineSplitter
 from streamflow.connectors.memory import MemorySink
 from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner
 
@@ -43,7 +43,7 @@ def append(path: Path, text: str) -> None:
         f.write(text)
 
 
-# -- framing and formats --------------------------------------------------------
+# -- framing and codecs ---------------------------------------------------------
 
 def test_line_splitter_keeps_partial_lines_across_chunks() -> None:
     s = LineSplitter()
@@ -76,7 +76,7 @@ def test_small_chunks_split_lines_anywhere(tmp_path: Path) -> None:
     lines = [f"line {i} " + "x" * (i % 13) for i in range(300)]
     path.write_text("\n".join(lines))  # no final newline: the last line still counts
     out = MemorySink()
-    src = FileSource(path=str(path), format="lines", chunk_size=7, batch_size=17,
+    src = FileSource(path=str(path), codec="text", chunk_size=7, batch_size=17,
                      checkpoint=str(tmp_path / "cp.json"))
     assert run(Pipeline("t").source(src).sink(out)).exit_code == EXIT_OK
     assert out.values == lines
@@ -84,12 +84,12 @@ def test_small_chunks_split_lines_anywhere(tmp_path: Path) -> None:
     assert saved["offset"] == path.stat().st_size and saved["line"] == 300
 
 
-def test_lines_and_raw_formats_strip_newlines_and_crlf(tmp_path: Path) -> None:
+def test_text_and_raw_codecs_strip_newlines_and_crlf(tmp_path: Path) -> None:
     path = tmp_path / "in.txt"
     path.write_bytes(b"alpha\r\nbeta\n\ngamma\xc3\xa9\n")
     text, raw = MemorySink(name="text"), MemorySink(name="raw")
-    run(Pipeline("t").source(FileSource(path=str(path), format="lines")).sink(text))
-    run(Pipeline("t").source(FileSource(path=str(path), format="raw")).sink(raw))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="text")).sink(text))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="raw")).sink(raw))
     assert text.values == ["alpha", "beta", "", "gammaé"]
     assert raw.values == [b"alpha", b"beta", b"", b"gamma\xc3\xa9"]
     assert [m.offset for m in raw.messages] == [1, 2, 3, 4]
@@ -129,10 +129,10 @@ def test_csv_with_header_fields_and_without_header(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text('id,name,note\n1,ann,"a, b"\n2,bob,""\n\n3,cy,x\n')
     with_header, renamed, plain = MemorySink(name="a"), MemorySink(name="b"), MemorySink(name="c")
-    run(Pipeline("t").source(FileSource(path=str(path), format="csv")).sink(with_header))
-    run(Pipeline("t").source(FileSource(path=str(path), format="csv", fields=["k", "who", "n"]))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="csv")).sink(with_header))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="csv", fields=["k", "who", "n"]))
         .sink(renamed))
-    run(Pipeline("t").source(FileSource(path=str(path), format="csv", csv_header=False)).sink(plain))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="csv", csv_header=False)).sink(plain))
     assert with_header.values == [{"id": "1", "name": "ann", "note": "a, b"},
                                   {"id": "2", "name": "bob", "note": ""},
                                   {"id": "3", "name": "cy", "note": "x"}]
@@ -145,7 +145,7 @@ def test_csv_row_with_wrong_width_goes_to_error_policy(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("a,b\n1,2\n3\n4,5\n")
     out = MemorySink()
-    r = run(Pipeline("t").source(FileSource(path=str(path), format="csv", on_error="skip")).sink(out))
+    r = run(Pipeline("t").source(FileSource(path=str(path), codec="csv", on_error="skip")).sink(out))
     assert r.exit_code == EXIT_OK and r.errors == 1
     assert out.values == [{"a": "1", "b": "2"}, {"a": "4", "b": "5"}]
 
@@ -223,7 +223,7 @@ async def test_follow_survives_rotation(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_text("a1\na2\n")
     out = MemorySink()
-    runner = Runner(Pipeline("t").source(FileSource(path=str(path), format="lines", mode="follow",
+    runner = Runner(Pipeline("t").source(FileSource(path=str(path), codec="text", mode="follow",
                                                     poll_interval=0.02)).sink(out),
                     handle_signals=False)
     task = asyncio.create_task(runner.run())
@@ -244,7 +244,7 @@ async def test_follow_survives_truncation(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_text("first line that is long\nsecond line that is long\n")
     out = MemorySink()
-    runner = Runner(Pipeline("t").source(FileSource(path=str(path), format="lines", mode="follow",
+    runner = Runner(Pipeline("t").source(FileSource(path=str(path), codec="text", mode="follow",
                                                     poll_interval=0.02)).sink(out),
                     handle_signals=False)
     task = asyncio.create_task(runner.run())
@@ -263,9 +263,9 @@ async def test_follow_start_at_end_and_waiting_for_the_file(tmp_path: Path) -> N
     later = tmp_path / "later.log"
     at_end, waiting = MemorySink(name="end"), MemorySink(name="wait")
     p = (Pipeline("t")
-         .source(FileSource(path=str(old), format="lines", mode="follow", start_at="end",
+         .source(FileSource(path=str(old), codec="text", mode="follow", start_at="end",
                             poll_interval=0.02, name="old"))
-         .source(FileSource(path=str(later), format="lines", mode="follow", poll_interval=0.02,
+         .source(FileSource(path=str(later), codec="text", mode="follow", poll_interval=0.02,
                             name="later"))
          .sink(at_end, when=lambda v: v.startswith(("part", "new")))
          .sink(waiting, when=lambda v: v.startswith("born")))
@@ -304,9 +304,9 @@ def test_checkpoint_resume_keeps_the_csv_header(tmp_path: Path) -> None:
     path, cp = tmp_path / "in.csv", tmp_path / "cp.json"
     path.write_text("id,v\n1,a\n2,b\n")
     first, second = MemorySink(name="a"), MemorySink(name="b")
-    run(Pipeline("t").source(FileSource(path=str(path), format="csv", checkpoint=str(cp))).sink(first))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="csv", checkpoint=str(cp))).sink(first))
     append(path, "3,c\n")
-    run(Pipeline("t").source(FileSource(path=str(path), format="csv", checkpoint=str(cp))).sink(second))
+    run(Pipeline("t").source(FileSource(path=str(path), codec="csv", checkpoint=str(cp))).sink(second))
     assert first.values == [{"id": "1", "v": "a"}, {"id": "2", "v": "b"}]
     assert second.values == [{"id": "3", "v": "c"}]
 
@@ -356,8 +356,10 @@ def test_config_errors_before_io(tmp_path: Path) -> None:
         FileSource(path=str(tmp_path / "x"), start_at="end")
     with pytest.raises(ValidationError, match="extra"):
         FileSource(path="x", colour="red")
-    with pytest.raises(ValidationError):
-        FileSource(path="x", format="xml")
+    with pytest.raises(ValidationError, match="unknown codec type 'xml'"):
+        FileSource(path="x", codec="xml")
+    with pytest.raises(ValidationError, match="cannot be followed"):
+        FileSource(path="x", framing="whole", mode="follow")
 
 
 def test_read_mode_on_a_missing_file_fails(tmp_path: Path) -> None:

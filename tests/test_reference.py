@@ -24,10 +24,23 @@ def test_readme_component_reference_is_current() -> None:
 def test_every_registered_type_is_listed_and_described() -> None:
     listing = list_types()
     for kind, name in [("source", "file"), ("source", "kafka"), ("transform", "enrich"),
-                       ("sink", "http"), ("codec", "json")]:
+                       ("sink", "http"), ("codec", "json"), ("codec", "text"), ("framing", "newline"),
+                       ("framing", "length_delimited")]:
         assert f"{kind:<10} {name:<12}" in listing
     text = describe("sink", "file")
     assert "| `path` | str | **required** |" in text
+    assert "| `codec` | str | `json` |" in text and "| `framing` | str | `newline` |" in text
+    assert "4 bytes, big-endian" in describe("framing", "length_delimited")
+
+
+def test_reference_documents_both_registries() -> None:
+    text = reference_markdown()
+    codecs = text.split("### Codecs", 1)[1].split("### Framings", 1)[0]
+    framings = text.split("### Framings", 1)[1]
+    for name in ("json", "text", "raw", "csv"):
+        assert f"| `{name}` |" in codecs
+    for name in ("newline", "length_delimited", "whole"):
+        assert f"| `{name}` |" in framings
 
 
 def test_docs_command() -> None:

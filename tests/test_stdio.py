@@ -11,19 +11,19 @@ import orjson
 PIPE_SCRIPT = """
 import sys
 from streamflow import Pipeline
-fmt_in, fmt_out, on_error = sys.argv[1], sys.argv[2], sys.argv[3]
-p = Pipeline("stdio").source("stdin", format=fmt_in, batch_size=100, on_error=on_error)
-if fmt_in == "raw":
+codec_in, codec_out, on_error, framing_in = sys.argv[1:5]
+p = Pipeline("stdio").source("stdin", codec=codec_in, framing=framing_in, batch_size=100, on_error=on_error)
+if codec_in == "raw":
     p = p.parse("json")
-r = p.sink("stdout", format=fmt_out).run(handle_signals=False)
+r = p.sink("stdout", codec=codec_out).run(handle_signals=False)
 print(r.summary(), file=sys.stderr)
 sys.exit(r.exit_code)
 """
 
 
-def pipe(data: bytes | Path, fmt_in: str = "jsonl", fmt_out: str = "jsonl",
-         on_error: str = "fail") -> subprocess.CompletedProcess[bytes]:
-    args = [sys.executable, "-c", PIPE_SCRIPT, fmt_in, fmt_out, on_error]
+def pipe(data: bytes | Path, codec_in: str = "json", codec_out: str = "json",
+         on_error: str = "fail", framing_in: str = "newline") -> subprocess.CompletedProcess[bytes]:
+    args = [sys.executable, "-c", PIPE_SCRIPT, codec_in, codec_out, on_error, framing_in]
     if isinstance(data, Path):
         with open(data, "rb") as f:  # stdin is a regular file, not a pipe
             return subprocess.run(args, stdin=f, capture_output=True, timeout=60)
@@ -40,13 +40,13 @@ def test_jsonl_stdin_to_stdout_exact() -> None:
 
 
 def test_lines_with_unterminated_last_line() -> None:
-    proc = pipe(b"one\ntwo\n\nthree", fmt_in="lines", fmt_out="lines")
+    proc = pipe(b"one\ntwo\n\nthree", codec_in="text", codec_out="text")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"one\ntwo\n\nthree\n"
 
 
 def test_csv_stdin_to_jsonl() -> None:
-    proc = pipe(b'id,name\n1,"a,b"\n2,c\n', fmt_in="csv")
+    proc = pipe(b'id,name\n1,"a,b"\n2,c\n', codec_in="csv")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b'{"id":"1","name":"a,b"}\n{"id":"2","name":"c"}\n'
 
@@ -54,7 +54,7 @@ def test_csv_stdin_to_jsonl() -> None:
 def test_raw_stdin_parsed_downstream_from_a_regular_file(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(300)))
-    proc = pipe(src, fmt_in="raw")
+    proc = pipe(src, codec_in="raw")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b"".join(b'{"n":%d}\n' % i for i in range(300))
 
@@ -66,3 +66,11 @@ def test_malformed_stdin_lines_skip_or_fail() -> None:
     assert b"stdin[0]@2" in skipped.stderr  # logged with its line number
     failed = pipe(data)
     assert failed.returncode == 1 and b"stdin[0]@2" in failed.stderr
+
+
+def test_length_delimited_stdin_to_json_lines() -> None:
+    frames = [b'{"n": %d}' % i for i in range(300)] + [b'{"n": "a\\nb"}']
+    data = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    proc = pipe(data, codec_in="raw", framing_in="length_delimited")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"".join(b'{"n":%d}\n' % i for i in range(300)) + b'{"n":"a\\nb"}\n'

@@ -1,7 +1,14 @@
-"""Codecs: bytes <-> values. Importing this package registers the built-in ones."""
+"""Codecs (bytes <-> values) and framings (where one payload ends in a byte stream).
 
-from . import text as _text  # noqa: F401  (registers json, lines, raw)
-from .base import Codec, CodecName, get_codec
+Importing this package registers the built-in codecs (json, text, lines, raw,
+csv) and framings (newline, length_delimited, whole).
+"""
 
-__all__ = ["Codec", "CodecName", "get_codec"]
-from . import csv as _csv  # noqa: F401,E402  (registers csv)
+from . import csv as _csv  # noqa: F401  (registers csv)
+from . import framing as _framing  # noqa: F401  (registers newline, length_delimited, whole)
+from . import text as _text  # noqa: F401  (registers json, text, lines, raw)
+from .base import Codec, CodecName, CodecOptions, get_codec
+from .framing import CHUNK_SIZE, Deframer, Framing, FramingName, LineSplitter, get_framing
+
+__all__ = ["CHUNK_SIZE", "Codec", "CodecName", "CodecOptions", "Deframer", "Framing", "FramingName",
+           "LineSplitter", "get_codec", "get_framing"]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from types import UnionType
@@ -14,11 +15,18 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ..core.registry import CODECS, SINKS, SOURCES, TRANSFORMS, Lookup
+from ..core.registry import CODECS, FRAMINGS, SINKS, SOURCES, TRANSFORMS, Lookup
 from ..core.stage import ComponentConfig, EventTransformConfig, SourceConfig
 
 REGISTRIES: dict[str, Lookup[type]] = {
-    "source": SOURCES, "transform": TRANSFORMS, "sink": SINKS, "codec": CODECS,
+    "source": SOURCES, "transform": TRANSFORMS, "sink": SINKS, "codec": CODECS, "framing": FRAMINGS,
+}
+#: The registries of what stream components compose (``codec:`` and ``framing:`` keys), not components.
+FORMATS: dict[str, str] = {
+    "codec": "How one payload (a frame, a Kafka record, an event's bytes) decodes into a value and a value "
+             "encodes: the `codec` key of the file, stdin, stdout and Kafka connectors and of `parse`.",
+    "framing": "Where one frame ends in a byte stream: the `framing` key of the file, stdin and stdout "
+               "connectors (default `newline`). A Kafka record or an HTTP body is one message already.",
 }
 #: Keys (nearly) every component of a kind accepts, documented once instead of per type.
 COMMON: dict[str, type[BaseModel]] = {
@@ -90,7 +98,8 @@ def _rows(model: type[BaseModel], skip: set[str]) -> list[str]:
 def describe(kind: str, type_name: str) -> str:
     """Markdown of one component type: summary and a table of its own keys."""
     cls = REGISTRIES[kind].get(type_name)
-    lines = [f"#### {kind} `{type_name}`", "", _summary(cls), ""]
+    text = inspect.cleandoc(cls.__doc__ or "") if kind in FORMATS else _summary(cls)
+    lines = [f"#### {kind} `{type_name}`", "", text, ""]
     config = getattr(cls, "Config", None)
     if isinstance(config, type) and issubclass(config, BaseModel):
         common = COMMON.get(kind)
@@ -136,13 +145,20 @@ def reference_markdown() -> str:
         parts += [f"Every {kind}:", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |",
                   *_rows(model, set()), ""]
     for kind, registry in REGISTRIES.items():
-        if kind == "codec":
-            continue
         parts += [f"### {kind.capitalize()}s", ""]
-        parts += [describe(kind, name) for name in registry.names() if _builtin(registry.get(name))]
-    codecs = [n for n in CODECS.names() if _builtin(CODECS.get(n))]
-    parts += ["### Codecs", "", ", ".join(f"`{n}`" for n in codecs), ""]
+        if kind in FORMATS:
+            parts += [FORMATS[kind], "", f"| {kind} | what it is |", "| --- | --- |"]
+            parts += [f"| `{name}` | {_doc_cell(registry.get(name))} |" for name in registry.names()
+                      if _builtin(registry.get(name))]
+            parts.append("")
+        else:
+            parts += [describe(kind, name) for name in registry.names() if _builtin(registry.get(name))]
     return "\n".join(parts)
+
+
+def _doc_cell(cls: type) -> str:
+    """A class's whole docstring as one markdown table cell."""
+    return " ".join(inspect.cleandoc(cls.__doc__ or "").split()).replace("|", "\\|")
 
 
 BEGIN, END = "<!-- reference:begin -->", "<!-- reference:end -->"

@@ -1,4 +1,4 @@
-"""file source: read a line-delimited file once, or follow it as it grows (like ``tail -F``)."""
+"""file source: read a framed (by default line-delimited) file once, or follow it as it grows (like ``tail -F``)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ import aiofiles.os
 import orjson
 from pydantic import Field, model_validator
 
+from ..codecs.decoding import FramedSource, FramedSourceConfig
 from ..core.batch import Batch
 from ..core.registry import SOURCES
-from ..core.stage import SourceConfig, StageContext
-from .formats import CHUNK_SIZE, CsvLinesDecoder, LineSource, LineSplitter, ReadFormat
+from ..core.stage import StageContext
 
 log = logging.getLogger("streamflow.connectors.file")
 
 
-@aiofiles.os.wrap
 def _write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` by ``data`` all at once (tmp file, fsync, rename), in one executor call."""
+    """Replace ``path`` by ``data`` all at once (tmp file, fsync, rename); run in a worker thread."""
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -41,31 +40,29 @@ def _write_atomic(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-class FileSourceConfig(SourceConfig):
+class FileSourceConfig(FramedSourceConfig):
     path: str = Field(description="the file to read")
-    format: ReadFormat = Field("jsonl", description="how lines decode: jsonl (orjson), csv, lines (text), raw (bytes)")
     mode: Literal["read", "follow"] = Field(
         "read", description="read: read once and end; follow: keep reading as the file grows, "
                             "across rotation and truncation")
     poll_interval: float = Field(0.25, gt=0, description="seconds between checks for new data in follow mode")
-    batch_size: int = Field(1000, ge=1, description="lines per batch at most")
     checkpoint: str | None = Field(
         None, description="file where the acknowledged position is saved; a restart resumes from it")
     start_at: Literal["beginning", "end"] = Field(
         "beginning", description="where follow mode starts when there is no checkpoint")
-    csv_header: bool = Field(True, description="csv: the first line is a header naming the columns")
-    fields: list[str] | None = Field(None, description="csv: column names (override the header's)")
-    chunk_size: int = Field(CHUNK_SIZE, ge=1, description="bytes read at a time")
 
     @model_validator(mode="after")
-    def _start_at_needs_follow(self) -> FileSourceConfig:
+    def _follow_options(self) -> FileSourceConfig:
         if self.start_at == "end" and self.mode != "follow":
             raise ValueError("start_at: end only applies to mode: follow")
+        if self.mode == "follow" and not self.make_framing().streaming:
+            raise ValueError(f"framing: {self.framing} makes the whole file one event; it cannot be "
+                             f"followed (use mode: read)")
         return self
 
 
 class FilePosition(NamedTuple):
-    """Where to resume in a file: its inode, the byte offset and the number of lines before it."""
+    """Where to resume in a file: its inode, the byte offset and the number of frames (lines) before it."""
 
     inode: int
     offset: int
@@ -73,8 +70,8 @@ class FilePosition(NamedTuple):
 
 
 @SOURCES.register("file")
-class FileSource(LineSource[FileSourceConfig]):
-    """Lines of a file as events: topic = path, partition 0, offset = 1-based line number.
+class FileSource(FramedSource[FileSourceConfig]):
+    """Lines (frames) of a file as events: topic = path, partition 0, offset = 1-based line number.
 
     The ack position of a batch is the byte offset after its last line; with
     ``checkpoint`` the acknowledged position is saved atomically and a restart
@@ -84,10 +81,11 @@ class FileSource(LineSource[FileSourceConfig]):
     """
 
     def setup(self) -> None:
+        super().setup()
         self._file: Any = None
         self._inode = 0
         self._dev = 0
-        self._splitter = LineSplitter()
+        self._splitter = self.framing.deframer()
         self._pending: list[bytes] = []
         self._read_pos = 0      # bytes of the current file taken into the splitter
         self._emit_pos = 0      # byte offset after the last line emitted
@@ -104,7 +102,6 @@ class FileSource(LineSource[FileSourceConfig]):
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         cfg = self.config
-        self.decoder = self.make_decoder(cfg.format, cfg.fields, cfg.csv_header)
         saved = await self._load_checkpoint()
         try:
             await self._open_file()
@@ -131,10 +128,10 @@ class FileSource(LineSource[FileSourceConfig]):
             await self._file.close()
         self._file = f
         self._dev, self._inode = st.st_dev, st.st_ino
-        self._splitter = LineSplitter()
+        self._splitter = self.framing.deframer()
         self._read_pos = self._emit_pos = self._emit_line = 0
         self._seek_needed = self._finishing = False
-        self.decoder.reset()
+        self.start_stream()
 
     def _resume_point(self, saved: FilePosition) -> FilePosition:
         size = os.fstat(self._file.fileno()).st_size
@@ -150,25 +147,25 @@ class FileSource(LineSource[FileSourceConfig]):
         return FilePosition(self._inode, saved.offset, saved.line)
 
     async def _end_point(self) -> FilePosition:
-        """The position after the last complete line, counting the lines before it."""
+        """The position after the last complete frame, counting the frames before it."""
         f, size = self._file, self.config.chunk_size
-        pos = lines = last = 0
+        frames = self.framing.deframer()
+        pos = count = 0
         while chunk := await f.read(size):
-            if (n := chunk.count(b"\n")):
-                lines += n
-                last = pos + chunk.rindex(b"\n") + 1
+            count += frames.skip(chunk)
             pos += len(chunk)
-        return FilePosition(self._inode, last, lines)
+        return FilePosition(self._inode, pos - frames.pending, count)
 
     async def _skip_to(self, start: FilePosition) -> None:
         f = self._file
-        if isinstance(self.decoder, CsvLinesDecoder) and self.config.csv_header and start.line > 0:
+        if self.codec.header and start.line > 0:  # the header was read before the checkpoint: again
             await f.seek(0)
-            header = LineSplitter()
-            while (chunk := await f.read(self.config.chunk_size)) and not (lines := header.feed(chunk)):
+            header = self.framing.deframer()
+            while (chunk := await f.read(self.config.chunk_size)) and not (frames := header.feed(chunk)):
                 pass
             if chunk:
-                self.decoder.read_header(lines[0])
+                self.codec.read_header(frames[0])
+                self._expect_header = False
         await f.seek(start.offset)
         self._read_pos = self._emit_pos = start.offset
         self._emit_line = start.line
@@ -225,7 +222,7 @@ class FileSource(LineSource[FileSourceConfig]):
         del self._pending[:n]
         first = self._emit_line
         # an unterminated last line has no newline to count: never go past what was read
-        end = min(self._emit_pos + sum(map(len, take)) + len(take), self._read_pos)
+        end = min(self._emit_pos + sum(map(len, take)) + self.framing.overhead * len(take), self._read_pos)
         self._emit_pos = end
         self._emit_line += len(take)
         path = self.config.path
@@ -267,7 +264,7 @@ class FileSource(LineSource[FileSourceConfig]):
             return
         data = orjson.dumps({"path": self.config.path, "inode": pos.inode, "offset": pos.offset,
                              "line": pos.line})
-        await _write_atomic(target, data)
+        await asyncio.to_thread(_write_atomic, target, data)
 
     async def _load_checkpoint(self) -> FilePosition | None:
         target = self.config.checkpoint

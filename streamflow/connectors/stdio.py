@@ -8,13 +8,13 @@ import stat
 import sys
 import threading
 
-from pydantic import Field
-
+from ..codecs.config import CodecConfig
+from ..codecs.decoding import FramedSource, FramedSourceConfig
+from ..codecs.encoding import StreamEncoder
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed
 from ..core.registry import SINKS, SOURCES
-from ..core.stage import ComponentConfig, Sink, SourceConfig, StageContext
-from .formats import CHUNK_SIZE, ENCODERS, LineSource, LineSplitter, ReadFormat, WriteFormat
+from ..core.stage import ComponentConfig, Sink, StageContext
 
 
 class _PipeReader:
@@ -79,26 +79,22 @@ class _ThreadReader:
         self._room.release()
 
 
-class StdinSourceConfig(SourceConfig):
-    format: ReadFormat = Field("jsonl", description="how lines decode: jsonl (orjson), csv, lines (text), raw (bytes)")
-    batch_size: int = Field(1000, ge=1, description="lines per batch at most")
-    csv_header: bool = Field(True, description="csv: the first line is a header naming the columns")
-    fields: list[str] | None = Field(None, description="csv: column names (override the header's)")
-    chunk_size: int = Field(CHUNK_SIZE, ge=1, description="bytes read at a time")
+class StdinSourceConfig(FramedSourceConfig):
+    """Keys of the stdin source: those of every framed source."""
 
 
 @SOURCES.register("stdin")
-class StdinSource(LineSource[StdinSourceConfig]):
-    """Lines of standard input as events (topic ``stdin``, offset = line number); ends at EOF.
+class StdinSource(FramedSource[StdinSourceConfig]):
+    """Lines (frames) of standard input as events (topic ``stdin``, offset = line number); ends at EOF.
 
     A batch holds the lines available when it is read, so a slow producer's
     lines are not held back waiting for a full batch.
     """
 
-
     def setup(self) -> None:
+        super().setup()
         self._reader: _PipeReader | _ThreadReader | None = None
-        self._splitter = LineSplitter()
+        self._splitter = self.framing.deframer()
         self._pending: list[bytes] = []
         self._line = 0
         self._eof = False
@@ -106,7 +102,6 @@ class StdinSource(LineSource[StdinSourceConfig]):
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         cfg = self.config
-        self.decoder = self.make_decoder(cfg.format, cfg.fields, cfg.csv_header)
         try:
             fd = sys.stdin.fileno()
         except (AttributeError, ValueError, OSError):  # replaced or closed sys.stdin: use fd 0
@@ -147,26 +142,23 @@ class StdinSource(LineSource[StdinSourceConfig]):
             self._reader = None
 
 
-class StdoutSinkConfig(ComponentConfig):
-    format: WriteFormat = Field("jsonl", description="how values are written: jsonl, lines or csv")
-    fields: list[str] | None = Field(None, description="csv: columns, in order (default: keys of the first record)")
-    csv_header: bool = Field(True, description="csv: write a header line first")
+class StdoutSinkConfig(ComponentConfig, CodecConfig):
+    """Keys of the stdout sink: ``codec`` and ``framing``."""
 
 
 @SINKS.register("stdout")
 class StdoutSink(Sink[StdoutSinkConfig]):
-    """Writes each batch to standard output as one block and flushes it."""
-
+    """Writes each batch to standard output as one block (encoded with ``codec``, framed) and flushes it."""
 
     def setup(self) -> None:
-        self.encoder = ENCODERS[self.config.format](self.config.fields, self.config.csv_header)
+        self.encoder = StreamEncoder(self.config)
         self._header_needed = self.encoder.has_header
 
     async def write(self, batch: Batch) -> None:
         values = [m.value for m in batch.messages]
         data = self.encoder.encode(values)
         if self._header_needed and values:
-            data = self.encoder.header_line(values[0]) + data
+            data = self.encoder.header(values[0]) + data
             self._header_needed = False
         try:
             await asyncio.get_running_loop().run_in_executor(None, _write_stdout, data)

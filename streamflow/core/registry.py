@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..codecs.base import Codec
+    from ..codecs.framing import Framing
     from .stage import Sink, Source, Transform
 
 
@@ -39,7 +40,7 @@ class UnknownType(KeyError):
 
 
 class Registry(Generic[T]):
-    """Name -> class for one kind of component (source, sink, transform, codec, …)."""
+    """Name -> class for one kind of component (source, sink, transform, codec, framing, …)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -82,6 +83,7 @@ SOURCES: Registry[type[Source[Any]]] = Registry("source")
 SINKS: Registry[type[Sink[Any]]] = Registry("sink")
 TRANSFORMS: Registry[type[Transform[Any]]] = Registry("transform")
 CODECS: Registry[type[Codec]] = Registry("codec")
+FRAMINGS: Registry[type[Framing]] = Registry("framing")
 
 _loaded = False
 

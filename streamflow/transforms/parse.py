@@ -15,7 +15,7 @@ from .base import EventTransform
 
 
 class ParseConfig(EventTransformConfig):
-    codec: CodecName = Field("json", description="codec that decodes the payload (json, lines, raw, csv …)")
+    codec: CodecName = Field("json", description="codec that decodes the payload (json, text, raw, csv …; see Codecs)")
 
 
 @TRANSFORMS.register("parse")

@@ -1,0 +1,232 @@
+"""Framings: where one payload ends in a byte stream, and how payloads are joined into one.
+
+A framing composes with a codec (`streamflow.codecs.base.Codec`) the way
+Vector's ``framing`` composes with its ``codec``: a stream source splits its
+input into frames with the framing's `Deframer` and decodes each frame with
+the codec; a stream sink encodes values with the codec and joins them with
+the framing. Files, stdin and stdout use ``newline``; a Kafka record or an
+HTTP body is one message already (``whole``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar
+
+from ..core.registry import FRAMINGS
+from .base import Codec, registered_in
+
+#: Bytes read from a file or pipe at a time.
+CHUNK_SIZE = 1 << 20
+#: Largest frame a length prefix may announce (a larger one means the input is not length-delimited).
+MAX_FRAME = 64 << 20
+
+
+class FramingError(ValueError):
+    """The input does not follow its framing; the stream cannot be read on."""
+
+
+class Incomplete(bytes):
+    """The bytes of a frame the input ended in the middle of: they go to the source's ``on_error``."""
+
+
+class Deframer(ABC):
+    """Splits the chunks of one byte stream into frames, keeping an unfinished frame for the next chunk."""
+
+    __slots__ = ()
+    #: Frames may end with a ``\\r`` to drop (the newline framing of CRLF input).
+    saw_cr: bool = False
+
+    @abstractmethod
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The frames ``chunk`` completes."""
+
+    @abstractmethod
+    def rest(self) -> bytes | None:
+        """Take what is left at the end of the input: a last frame, `Incomplete` bytes, or None."""
+
+    def skip(self, chunk: bytes) -> int:
+        """Like `feed`, for input that is passed over: only the number of frames completed."""
+        return len(self.feed(chunk))
+
+    @property
+    @abstractmethod
+    def pending(self) -> int:
+        """Bytes held for the next frame."""
+
+
+class Framing(ABC):
+    """How payloads are delimited in a byte stream. Stateless; `deframer` makes the per-stream state."""
+
+    type_name: ClassVar[str] = "framing"
+    #: Bytes a frame takes besides its payload (a delimiter, a length prefix).
+    overhead: ClassVar[int] = 0
+    #: Frames end before the input does (a source may follow a growing file).
+    streaming: ClassVar[bool] = True
+    #: The bytes every frame ends with, if any (a sink closes a torn last frame with them).
+    delimiter: ClassVar[bytes | None] = None
+
+    @abstractmethod
+    def deframer(self) -> Deframer:
+        """The state of one input stream being split into frames."""
+
+    @abstractmethod
+    def frame(self, payloads: Sequence[bytes]) -> bytes:
+        """``payloads`` framed and joined into one bytes object."""
+
+    def encode(self, codec: Codec, values: Sequence[Any]) -> bytes:
+        """``values`` encoded by ``codec`` and framed, as one bytes object (never fails on a value)."""
+        return self.frame(codec.encode_many(values))
+
+
+class LineSplitter(Deframer):
+    """Frames chunks of a byte stream into lines, keeping a partial trailing line."""
+
+    __slots__ = ("_partial", "saw_cr")
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+        #: Whether any chunk fed so far held a ``\r`` (then lines may end with one).
+        self.saw_cr = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The complete lines ``chunk`` finishes (without their ``\\n``)."""
+        if not self.saw_cr and b"\r" in chunk:
+            self.saw_cr = True
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+            return []
+        if self._partial:
+            self._partial.append(chunk)
+            chunk = b"".join(self._partial)
+            self._partial.clear()
+        lines = chunk.split(b"\n")
+        last = lines.pop()
+        if last:
+            self._partial.append(last)
+        return lines
+
+    def skip(self, chunk: bytes) -> int:
+        if (n := chunk.count(b"\n")) == 0:
+            self._partial.append(chunk)
+            return 0
+        self._partial[:] = [chunk[chunk.rindex(b"\n") + 1:]]
+        return n
+
+    def rest(self) -> bytes | None:
+        """Take the unterminated trailing line, if any (at end of input)."""
+        if not self._partial:
+            return None
+        rest = b"".join(self._partial)
+        self._partial.clear()
+        return rest or None
+
+    @property
+    def pending(self) -> int:
+        return sum(map(len, self._partial))
+
+
+@FRAMINGS.register("newline")
+class NewlineFraming(Framing):
+    """One frame per line, ending at ``\\n`` (a ``\\r`` before it is dropped); an unterminated last line counts."""
+
+    overhead = 1
+    delimiter = b"\n"
+
+    def deframer(self) -> Deframer:
+        return LineSplitter()
+
+    def frame(self, payloads: Sequence[bytes]) -> bytes:
+        return b"".join([p + b"\n" for p in payloads])
+
+    def encode(self, codec: Codec, values: Sequence[Any]) -> bytes:
+        return codec.encode_delimited(values, b"\n")
+
+
+class LengthSplitter(Deframer):
+    """Frames a stream of length-prefixed payloads (4-byte big-endian length, then the payload)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += chunk
+        frames: list[bytes] = []
+        pos, end = 0, len(buf)
+        while end - pos >= 4:
+            size = int.from_bytes(buf[pos:pos + 4], "big")
+            if size > MAX_FRAME:
+                raise FramingError(f"a length prefix announces a frame of {size} bytes (more than "
+                                   f"{MAX_FRAME}): the input is not length-delimited")
+            stop = pos + 4 + size
+            if stop > end:
+                break
+            frames.append(bytes(buf[pos + 4:stop]))
+            pos = stop
+        del buf[:pos]
+        return frames
+
+    def rest(self) -> bytes | None:
+        if not self._buf:
+            return None
+        rest = Incomplete(self._buf)
+        self._buf.clear()
+        return rest
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+@FRAMINGS.register("length_delimited")
+class LengthDelimitedFraming(Framing):
+    """Each frame is its length (4 bytes, big-endian) followed by that many bytes; for binary payloads."""
+
+    overhead = 4
+
+    def deframer(self) -> Deframer:
+        return LengthSplitter()
+
+    def frame(self, payloads: Sequence[bytes]) -> bytes:
+        return b"".join([len(p).to_bytes(4, "big") + p for p in payloads])
+
+
+class WholeSplitter(LineSplitter):
+    """Holds the whole input; it is one frame at its end (no ``\r`` is dropped)."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if chunk:
+            self._partial.append(chunk)
+        return []
+
+    def skip(self, chunk: bytes) -> int:
+        return len(self.feed(chunk))
+
+
+@FRAMINGS.register("whole")
+class WholeFraming(Framing):
+    """The whole input is one frame (a file read once, all of stdin); a sink writes payloads back to back."""
+
+    streaming = False
+
+    def deframer(self) -> Deframer:
+        return WholeSplitter()
+
+    def frame(self, payloads: Sequence[bytes]) -> bytes:
+        return b"".join(payloads)
+
+
+def get_framing(name: str) -> Framing:
+    """An instance of the framing registered as ``name``."""
+    return FRAMINGS.get(name)()
+
+
+FramingName = Annotated[str, registered_in(FRAMINGS)]
+"""A config field naming a registered framing; unknown names are config errors listing the known ones."""
