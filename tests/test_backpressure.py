@@ -9,12 +9,12 @@ from streamflow import Pipeline
 from streamflow.core.batch import Batch
 from streamflow.core.message import Message
 from streamflow.core.runner import EXIT_OK
-from streamflow.core.stage import Sink, Source
+from streamflow.core.stage import ComponentConfig, Sink, Source, SourceConfig
 
 BATCH = 100
 
 
-class Firehose(Source):
+class Firehose(Source[SourceConfig]):
     """Produces ``total`` events of ``size`` bytes as fast as it is asked."""
 
     def __init__(self, total: int, size: int) -> None:
@@ -30,7 +30,7 @@ class Firehose(Source):
         return Batch(msgs, [self.tracker.track(0, self.produced)])
 
 
-class SlowCountingSink(Sink):
+class SlowCountingSink(Sink[ComponentConfig]):
     """Sleeps per batch, keeps nothing, and records how far ahead the source ran."""
 
     def __init__(self, source: Firehose) -> None:

@@ -44,7 +44,8 @@ async def test_close_ends_stream_after_queued_batches() -> None:
     ch = Channel("c")
     await ch.put(batch(2))
     ch.close()
-    assert len(await ch.get()) == 2
+    first = await ch.get()
+    assert first is not None and len(first) == 2
     assert await ch.get() is None
     with pytest.raises(RuntimeError):
         await ch.put(batch(1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,15 +13,15 @@ from streamflow import Pipeline
 from streamflow.connectors.memory import MemorySink, MemorySource
 from streamflow.core.batch import Batch
 from streamflow.core.errors import ConfigError
-from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner
-from streamflow.core.stage import Sink
+from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner, RunResult
+from streamflow.core.stage import ComponentConfig, Sink
 
 
-def run(p: Pipeline):
+def run(p: Pipeline) -> RunResult:
     return p.run(handle_signals=False)
 
 
-def boom_on(bad: set[int]):
+def boom_on(bad: set[int]) -> Callable[[int], int]:
     def fn(v: int) -> int:
         if v in bad:
             raise ValueError(f"bad value {v}")
@@ -59,7 +60,7 @@ def test_skip_policy_drops_counts_and_logs_the_position(caplog: pytest.LogCaptur
     assert out.values == [v * 10 for v in range(20) if v not in (3, 7)]
     assert r.errors == 2 and src.committed == {0: 20}
     skipped = [rec for rec in caplog.records if "skipped event" in rec.getMessage()]
-    assert [(rec.stage, rec.offset, rec.pipeline) for rec in skipped] == [("x10", 3, "t"), ("x10", 7, "t")]
+    assert [(rec.__dict__["stage"], rec.__dict__["offset"], rec.__dict__["pipeline"]) for rec in skipped] == [("x10", 3, "t"), ("x10", 7, "t")]
 
 
 def test_dead_letter_policy_keeps_payload_error_and_position() -> None:
@@ -74,7 +75,7 @@ def test_dead_letter_policy_keeps_payload_error_and_position() -> None:
     assert record["error"] == "ValueError: bad value 4"
     assert record["payload"] == 4
     assert record["source"] == {"topic": "memory", "partition": 0, "offset": 4}
-    headers = dict(dlq.messages[0].headers)
+    headers = dict(dlq.messages[0].headers or [])
     assert headers["streamflow.stage"] == b"times_ten" and headers["streamflow.source.offset"] == b"4"
     assert src.committed == {0: 20}
 
@@ -110,7 +111,7 @@ def test_fail_policy_stops_and_does_not_commit_the_failing_offset() -> None:
 
 
 def test_crashing_sink_with_limited_retries_fails_cleanly() -> None:
-    class Broken(Sink):
+    class Broken(Sink[ComponentConfig]):
         async def write(self, batch: Batch) -> None:
             raise OSError("disk on fire")
 
@@ -214,7 +215,7 @@ async def test_stop_drains_and_commits_everything_read() -> None:
 
 
 async def test_drain_timeout_aborts() -> None:
-    class Stuck(Sink):
+    class Stuck(Sink[ComponentConfig]):
         async def write(self, batch: Batch) -> None:
             await asyncio.sleep(3600)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 SCRIPT = textwrap.dedent('''
     import asyncio, json, sys
@@ -64,11 +65,12 @@ def wait_for_writes(proc: subprocess.Popen[str], n: int) -> None:
     raise AssertionError(f"process ended before writing {n} events: {proc.stderr.read() if proc.stderr else ''}")
 
 
-def final_report(proc: subprocess.Popen[str]) -> dict:
+def final_report(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, err = proc.communicate(timeout=60)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     assert lines, err
-    return json.loads(lines[-1])
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
 
 
 def test_sigterm_mid_stream_writes_and_commits_everything_read(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,7 +24,7 @@ class ThresholdSink(MemorySink):
 
 
 @pytest.fixture(autouse=True)
-def default_threshold():
+def default_threshold() -> Iterator[None]:
     before = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
     yield
