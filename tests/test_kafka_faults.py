@@ -219,7 +219,8 @@ async def test_broker_restart_mid_stream(own_kafka, pipeline_process, tmp_path):
     await kafka.produce(src, ((None, {"id": i}, i % parts) for i in range(half)))
     path = write_pipeline(tmp_path, stages=[{"type": "rate_limit", "rate": 4000},
                                             {"type": "map", "fn": "kfuncs:tag"}],
-                          sink={"request_timeout_ms": 5000, "retry_backoff": 0.2, "max_retry_backoff": 2})
+                          sink={"request_timeout_ms": 5000},
+                          settings={"sink_retry": {"backoff": 0.2, "max_backoff": 2}})
     proc = pipeline_process(path, KAFKA_BOOTSTRAP=kafka.bootstrap, IN_TOPIC=src, OUT_TOPIC=out,
                             GROUP=f"g-{src}").start()
     await kafka.wait_for("output before the restart", lambda: _at_least(kafka, out, 3000), timeout=60)

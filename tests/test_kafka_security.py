@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from streamflow import Pipeline
-from streamflow.connectors.kafka import KafkaSink, KafkaSource
-from streamflow.connectors.kafka import sink as sink_module
+from streamflow.config.loader import loads_yaml
+from streamflow.connectors.kafka import KafkaSink, KafkaSource, sink_config
+from streamflow.core.errors import ConfigError
 from streamflow.core.runner import Runner
 
 SASL = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_plain_username="alice",
@@ -90,17 +91,29 @@ def test_source_config_errors(options, message):
     ({"topic": "a", "acks": 1}, "enable_idempotence needs acks: all"),
     ({"topic": "a", "compression_type": "brotli"}, "compression_type"),
     ({"topic": "a", "topic_fn": "os.path:nope"}, "has no attribute"),
+    ({"topic": "a", "retry_backoff": 0.5}, "`retry_backoff` was removed: the Kafka sink retries with the "
+                                          r"pipeline's `settings.sink_retry` \(backoff, max_backoff"),
+    ({"topic": "a", "max_retry_backoff": 9}, "`max_retry_backoff` was removed: .* `settings.sink_retry`"),
 ])
 def test_sink_config_errors(options, message):
     with pytest.raises(ValidationError, match=message):
         KafkaSink(**options)
 
 
+def test_removed_retry_keys_name_the_file_line_and_what_to_write_instead():
+    text = "name: p\nsource: {type: generator}\nsink:\n  type: kafka\n  topic: out\n  retry_backoff: 0.5\n"
+    with pytest.raises(ConfigError, match=r"pipeline.yaml:4:3: sink — `retry_backoff` was removed: .*"
+                                          r"`settings.sink_retry` \(backoff, max_backoff, max_attempts\)"):
+        loads_yaml(text, "pipeline.yaml")
+    fixed = text.replace("  retry_backoff: 0.5\n", "") + "settings:\n  sink_retry: {backoff: 0.5}\n"
+    assert loads_yaml(fixed, "pipeline.yaml").settings.sink_retry.backoff == 0.5
+
+
 def test_compression_needs_its_codec(monkeypatch):
-    monkeypatch.setitem(sink_module._COMPRESSION_AVAILABLE, "zstd", lambda: False)
+    monkeypatch.setitem(sink_config._COMPRESSION_AVAILABLE, "zstd", lambda: False)
     with pytest.raises(ValidationError, match="compression_type 'zstd' needs the cramjam package"):
         KafkaSink(topic="a", compression_type="zstd")
-    monkeypatch.setitem(sink_module._COMPRESSION_AVAILABLE, "zstd", lambda: True)
+    monkeypatch.setitem(sink_config._COMPRESSION_AVAILABLE, "zstd", lambda: True)
     assert KafkaSink(topic="a", compression_type="zstd").config.compression_type == "zstd"
     assert KafkaSink(topic="a", compression_type="gzip").config.compression_type == "gzip"
 

@@ -8,10 +8,9 @@ keyword arguments aiokafka's consumer and producer take. Passwords are
 
 from __future__ import annotations
 
-import asyncio
+import ssl
 from typing import Any, Literal
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.helpers import create_ssl_context
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -78,14 +77,19 @@ class KafkaConnection(BaseModel):
             raise ValueError("ssl_keyfile/ssl_password need ssl_certfile")
         return self
 
-    def client_options(self, default_client_id: str) -> dict[str, Any]:
-        """Keyword arguments for `AIOKafkaConsumer` / `AIOKafkaProducer` (builds the TLS context)."""
-        opts: dict[str, Any] = {
+    def client_options(self, default_client_id: str, *keys: str, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for `AIOKafkaConsumer` / `AIOKafkaProducer` (builds the TLS context).
+
+        ``keys`` are config keys passed on as they are, ``extra`` further arguments.
+        """
+        opts: dict[str, Any] = {key: getattr(self, key) for key in keys}
+        opts.update(extra)
+        opts.update({
             "bootstrap_servers": self.bootstrap_servers,
             "client_id": self.client_id or default_client_id,
             "request_timeout_ms": self.request_timeout_ms,
             "security_protocol": self.security_protocol,
-        }
+        })
         if self.security_protocol.startswith("SASL_"):
             assert self.sasl_plain_password is not None
             opts["sasl_mechanism"] = self.sasl_mechanism
@@ -95,9 +99,9 @@ class KafkaConnection(BaseModel):
             opts["ssl_context"] = self.ssl_context()
         return opts
 
-    def ssl_context(self) -> Any:
+    def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for SSL/SASL_SSL (reads the certificate files)."""
-        ctx = create_ssl_context(
+        ctx: ssl.SSLContext = create_ssl_context(
             cafile=self.ssl_cafile,
             certfile=self.ssl_certfile,
             keyfile=self.ssl_keyfile,
@@ -106,26 +110,3 @@ class KafkaConnection(BaseModel):
         ctx.check_hostname = self.ssl_check_hostname
         return ctx
 
-
-async def start_client(factory: Any, what: str, timeout: float, log: Any) -> Any:
-    """Create and start an aiokafka client, retrying with backoff for up to ``timeout`` seconds.
-
-    A broker that is briefly unreachable at startup (a rolling restart, a
-    container starting before Kafka) is waited for instead of failing the run.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.2
-    while True:
-        client = factory()
-        try:
-            await client.start()
-            return client
-        except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
-            await client.stop()
-            if loop.time() + delay > deadline:
-                raise
-            log.warning("%s: cannot connect yet (%s: %s); retrying in %.1fs",
-                        what, type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -1,0 +1,89 @@
+"""The part of aiokafka the Kafka connector relies on: typed, and every reach-in past its public API.
+
+aiokafka ships no type hints; the protocols below state the public surface
+the sink and source call, so the rest of the package is type-checked against
+it. For two things the sink needs aiokafka has no public API, and this module
+is the only place that reaches for them:
+
+- `available_partitions`: which partitions of a topic have a leader now
+  (the producer's cluster metadata, ``producer.client.cluster``);
+- `record_size`: the serialized size of one record in a v2 record batch
+  (``aiokafka.record.default_records``, what ``send`` checks against
+  ``max_request_size``).
+
+``tests/test_kafka_adapter.py`` fails when aiokafka renames or removes what
+this module relies on (including the names and keywords of the public calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
+
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+#: Kafka record headers as aiokafka takes and gives them.
+Headers = Sequence[tuple[str, bytes]]
+
+
+class BatchBuilder(Protocol):
+    """A record batch being filled (``AIOKafkaProducer.create_batch``)."""
+
+    def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None,
+               headers: Headers = ...) -> object | None:
+        """Add a record; None when the batch is full (an empty batch takes any record)."""
+
+
+class Producer(Protocol):
+    """The calls the sink makes on an ``AIOKafkaProducer``."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def partitions_for(self, topic: str) -> set[int]: ...
+    def create_batch(self) -> BatchBuilder: ...
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]: ...
+
+
+class TopicPartition(Protocol):
+    """aiokafka's ``TopicPartition`` (a named tuple)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    def __hash__(self) -> int: ...
+
+
+class ConsumerRecord(Protocol):
+    """One fetched record (aiokafka's ``ConsumerRecord``)."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class Consumer(Protocol):
+    """The calls the source makes on an ``AIOKafkaConsumer``."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def subscribe(self, topics: Sequence[str] = ..., pattern: str | None = ..., listener: Any = ...) -> None: ...
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = ...,
+                      max_records: int | None = ...) -> dict[Any, list[ConsumerRecord]]: ...
+    def assignment(self) -> set[Any]: ...
+    async def commit(self, offsets: dict[Any, Any] | None = ...) -> None: ...
+    def highwater(self, partition: Any) -> int | None: ...
+
+
+def available_partitions(producer: Producer, topic: str) -> list[int]:
+    """The partitions of ``topic`` that have a leader now (empty when the metadata does not say)."""
+    cluster = cast(Any, producer).client.cluster
+    return list(cluster.available_partitions_for_topic(topic) or ())
+
+
+#: Serialized size in bytes of one record ``(key, value, headers)`` in a v2 record batch.
+record_size: Callable[[bytes | None, bytes | None, Headers], int] = \
+    DefaultRecordBatchBuilder.estimate_size_in_bytes

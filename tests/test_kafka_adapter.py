@@ -1,0 +1,90 @@
+"""What the Kafka connector relies on from aiokafka (`streamflow.connectors.kafka._aiokafka`).
+
+These fail when aiokafka renames or removes something the connector uses:
+the public calls typed by the adapter's protocols (names and keywords), and
+the two reach-ins past its public API, checked against a real broker.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder as AiokafkaBatchBuilder
+
+from streamflow.connectors.kafka import _aiokafka
+
+#: adapter protocol -> the aiokafka class it describes
+SURFACES = [
+    (_aiokafka.Producer, AIOKafkaProducer),
+    (_aiokafka.Consumer, AIOKafkaConsumer),
+    (_aiokafka.BatchBuilder, AiokafkaBatchBuilder),
+]
+
+
+def _members(protocol: type) -> dict[str, Any]:
+    return {name: value for name, value in vars(protocol).items()
+            if callable(value) and not name.startswith("_")}
+
+
+@pytest.mark.parametrize("protocol, cls", SURFACES, ids=lambda p: getattr(p, "__name__", str(p)))
+def test_every_call_of_the_protocols_exists_with_its_keywords(protocol, cls):
+    members = _members(protocol)
+    assert members, protocol
+    for name, ours in members.items():
+        theirs = getattr(cls, name, None)
+        assert callable(theirs), f"aiokafka {cls.__name__} has no {name}()"
+        assert inspect.iscoroutinefunction(theirs) == inspect.iscoroutinefunction(ours), \
+            f"{cls.__name__}.{name}: async-ness changed"
+        accepted = inspect.signature(theirs).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        for param in list(inspect.signature(ours).parameters.values())[1:]:
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                assert param.name in accepted or takes_any, f"{cls.__name__}.{name}() lost `{param.name}`"
+
+
+def test_the_producer_takes_our_partitioner():
+    assert "partitioner" in inspect.signature(AIOKafkaProducer).parameters
+    part = DefaultPartitioner()
+    assert part(b"user-1", [0, 1, 2], [0, 1, 2]) in (0, 1, 2)
+
+
+def test_record_size_counts_key_value_and_headers():
+    size = _aiokafka.record_size
+    base = size(None, b"x" * 100, [])
+    assert base > 100
+    assert size(b"k" * 10, b"x" * 100, []) >= base + 10
+    assert size(None, b"x" * 100, [("h", b"v" * 20)]) >= base + 21
+    assert size(None, None, []) < base
+
+
+@pytest.mark.kafka
+async def test_available_partitions_from_the_producers_metadata(kafka):
+    topic = await kafka.topic("adapter", 3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        assert _aiokafka.available_partitions(producer, topic) == []  # no metadata asked for yet
+        assert await producer.partitions_for(topic) == {0, 1, 2}
+        assert sorted(_aiokafka.available_partitions(producer, topic)) == [0, 1, 2]
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.kafka
+async def test_record_size_is_what_the_producer_checks_against_max_request_size(kafka):
+    topic = await kafka.topic("adapter-size", 1)
+    limit = 2048
+    fits = max(n for n in range(limit) if _aiokafka.record_size(None, b"x" * n, []) <= limit)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, max_request_size=limit)
+    await producer.start()
+    try:
+        await (await producer.send(topic, b"x" * fits))
+        with pytest.raises(MessageSizeTooLargeError):
+            await producer.send(topic, b"x" * (fits + 1))
+    finally:
+        await producer.stop()
