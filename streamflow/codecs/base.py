@@ -71,7 +71,8 @@ class Codec(ABC):
         return b"".join([p + delimiter for p in self.encode_many(values)])
 
     def read_header(self, frame: bytes) -> None:
-        """Take the stream's header frame (codecs with a `header`)."""
+        """Take the stream's header frame (codecs with a `header` override this)."""
+        return None
 
     def header_for(self, first: Any) -> bytes | None:
         """The header payload of a new output whose first value is ``first`` (None: no header)."""

@@ -54,6 +54,11 @@ class FramedSource(Source[FC]):
         """A new input starts: a codec with a header reads it again."""
         self._expect_header = self.codec.header
 
+    def read_header(self, frame: bytes) -> None:
+        """Take ``frame`` as the header of the current input (also when resuming past it)."""
+        self.codec.read_header(frame)
+        self._expect_header = False
+
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.config.on_error)
@@ -98,8 +103,7 @@ class FramedSource(Source[FC]):
             if skip_blank and (not frame or frame.isspace()):
                 continue
             if self._expect_header:
-                codec.read_header(frame)
-                self._expect_header = False
+                self.read_header(frame)
                 continue
             try:
                 value = decode(frame)

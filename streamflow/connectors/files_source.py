@@ -164,8 +164,7 @@ class FileSource(FramedSource[FileSourceConfig]):
             while (chunk := await f.read(self.config.chunk_size)) and not (frames := header.feed(chunk)):
                 pass
             if chunk:
-                self.codec.read_header(frames[0])
-                self._expect_header = False
+                self.read_header(frames[0])
         await f.seek(start.offset)
         self._read_pos = self._emit_pos = start.offset
         self._emit_line = start.line
