@@ -99,7 +99,6 @@ class KafkaSink(Sink[KafkaSinkConfig]):
 
     # -- writing -----------------------------------------------------------------
     async def write(self, batch: Batch) -> None:
-        self._deliveries.raise_failure()
         msgs = batch.messages
         if not msgs:
             batch.ack()
