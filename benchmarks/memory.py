@@ -59,8 +59,9 @@ class Memory(Workload):
         import streamflow.connectors.generator  # noqa: F401
         from streamflow import Pipeline
         from streamflow.core.batch import Batch
-        from streamflow.core.runner import Runner, new_event_loop
+        from streamflow.core.runner import Runner
         from streamflow.core.stage import Sink
+        from streamflow.core.tuning import new_event_loop
 
         delay = params["delay"]
         seen = [0, 0]

@@ -20,8 +20,9 @@ import click
 
 from . import __version__
 from .core.errors import ConfigError
-from .core.pipeline import HttpSettings, Pipeline
-from .core.runner import EXIT_CONFIG, EXIT_OK, RunResult
+from .core.pipeline import Pipeline
+from .core.result import EXIT_CONFIG, EXIT_OK, RunResult
+from .core.settings import HttpSettings
 from .loading import load
 from .observability.logging import FORMATS, redact, setup_logging
 

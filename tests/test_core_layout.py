@@ -6,8 +6,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import streamflow.core
 from streamflow.connectors.memory import MemorySink, MemorySource
 from streamflow.core import EXIT_OK, Pipeline
@@ -85,8 +83,6 @@ def test_no_import_circle_in_core() -> None:
     assert cycle(import_graph(typing_only=False)) is None
 
 
-@pytest.mark.xfail(reason="stage.py names PipelineSettings from .pipeline under TYPE_CHECKING; "
-                          "it lives in .settings now", strict=False)
 def test_no_import_circle_in_core_even_for_type_checking() -> None:
     assert cycle(import_graph(typing_only=True)) is None
 

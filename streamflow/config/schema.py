@@ -8,8 +8,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.pipeline import PipelineSettings
 from ..core.registry import SINKS, SOURCES, TRANSFORMS, Lookup
+from ..core.settings import PipelineSettings
 from ..core.stage import Component
 
 #: A component as written in YAML: ``type`` plus the keys of that type's ``Config``.

@@ -23,7 +23,7 @@ from .errors import ErrorHandler, ErrorPolicy
 from .stats import StageStats
 
 if TYPE_CHECKING:
-    from .pipeline import PipelineSettings
+    from .settings import PipelineSettings
 
 
 class ComponentConfig(BaseModel):

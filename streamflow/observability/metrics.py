@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..core.batch import Batch
-from ..core.runner import RunnerHooks
+from ..core.result import RunnerHooks
 from ..core.stats import StageStats
 
 if TYPE_CHECKING:
