@@ -140,7 +140,7 @@ def graph(target: str, overrides: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("kind", required=False, type=click.Choice(["source", "transform", "sink", "codec"]))
+@click.argument("kind", required=False, type=click.Choice(["source", "transform", "sink", "codec", "framing"]))
 @click.argument("type_name", metavar="TYPE", required=False)
 def docs(kind: str | None, type_name: str | None) -> None:
     """List the component types, or the config keys of one (e.g. `docs sink file`)."""

@@ -116,7 +116,7 @@ async def test_jsonl_format_and_secret_headers(caplog: pytest.LogCaptureFixture)
     url = await server.start()
     caplog.set_level(logging.DEBUG)
     try:
-        sink = HttpSink(url=url, format="jsonl", headers={"Authorization": "Bearer t0ps3cret"})
+        sink = HttpSink(url=url, framing="newline", headers={"Authorization": "Bearer t0ps3cret"})
         result = await run(Pipeline("out", sink_retry=FAST_RETRY)
                            .source(MemorySource(values=ids(5), batch_size=5)).sink(sink))
     finally:
@@ -247,3 +247,31 @@ def test_retry_after_parsing() -> None:
     later = email.utils.formatdate(time.time() + 60, usegmt=True)
     assert 50 < (retry_after_seconds(later) or 0) <= 60
     assert retry_after_seconds(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+@pytest.mark.parametrize("options, body, content_type", [
+    ({"codec": "csv", "framing": "newline"}, b"id\n0\n1\n", "text/csv"),
+    ({"codec": "text", "framing": "newline", "content_type": "text/x-ids"}, b'{"id":0}\n{"id":1}\n',
+     "text/x-ids"),
+    ({"format": "jsonl"}, b'{"id":0}\n{"id":1}\n', "application/x-ndjson"),
+    ({"format": "json_array"}, b'[{"id":0},{"id":1}]', "application/json"),
+])
+async def test_body_is_the_codec_joined_by_the_framing(options: dict[str, Any], body: bytes,
+                                                       content_type: str) -> None:
+    server = Endpoint()
+    url = await server.start()
+    try:
+        result = await run(Pipeline("out").source(MemorySource(values=ids(2), batch_size=2))
+                           .sink(HttpSink(url=url, **options)))
+    finally:
+        await server.stop()
+    assert result.exit_code == EXIT_OK
+    assert server.accepted == [body] and server.content_types == [content_type.split(";")[0]]
+
+
+def test_format_is_a_deprecated_alias_that_says_what_to_write(caplog: pytest.LogCaptureFixture) -> None:
+    sink = HttpSink(url="http://example.com/x", format="jsonl")
+    assert (sink.config.codec, sink.config.framing) == ("json", "newline")
+    assert "write `codec: json` and `framing: newline`" in caplog.text
+    with pytest.raises(ValidationError, match="give only those"):
+        HttpSink(url="http://example.com/x", format="jsonl", framing="newline")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..core.acks import Ack
 from ..core.batch import Batch
@@ -29,6 +29,12 @@ class FramedSourceConfig(SourceConfig, CodecConfig):
 
     batch_size: int = Field(1000, ge=1, description="frames (lines) per batch at most")
     chunk_size: int = Field(CHUNK_SIZE, ge=1, description="bytes read at a time")
+
+    @model_validator(mode="after")
+    def _readable(self) -> FramedSourceConfig:
+        if not self.make_framing().readable:
+            raise ValueError(f"framing {self.framing} can only be written by a sink")
+        return self
 
 
 FC = TypeVar("FC", bound=FramedSourceConfig)

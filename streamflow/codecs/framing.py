@@ -64,6 +64,8 @@ class Framing(ABC):
     overhead: ClassVar[int] = 0
     #: Frames end before the input does (a source may follow a growing file).
     streaming: ClassVar[bool] = True
+    #: A source can split input in this framing (False: it only joins payloads, for sinks).
+    readable: ClassVar[bool] = True
     #: The bytes every frame ends with, if any (a sink closes a torn last frame with them).
     delimiter: ClassVar[bytes | None] = None
 
@@ -221,6 +223,24 @@ class WholeFraming(Framing):
 
     def frame(self, payloads: Sequence[bytes]) -> bytes:
         return b"".join(payloads)
+
+
+@FRAMINGS.register("json_array")
+class JsonArrayFraming(Framing):
+    """Payloads joined into one JSON array (``[a,b,c]``): how an HTTP sink posts a batch of JSON events.
+
+    Only sinks write it: reading a JSON array is the ``json`` codec's work on a ``whole`` input.
+    """
+
+    readable = False
+    streaming = False
+
+    def deframer(self) -> Deframer:
+        raise FramingError("json_array framing only joins payloads; read a JSON array with "
+                           "`codec: json` and `framing: whole`")
+
+    def frame(self, payloads: Sequence[bytes]) -> bytes:
+        return b"[" + b",".join(payloads) + b"]"
 
 
 def get_framing(name: str) -> Framing:

@@ -1,4 +1,7 @@
-"""HTTP sink (``type: http``): POST each batch to a URL as a JSON array or JSON lines.
+"""HTTP sink (``type: http``): POST each batch to a URL, encoded by a codec and joined by a framing.
+
+The body is a JSON array of the batch's events by default (``codec: json``,
+``framing: json_array``); ``framing: newline`` posts JSON lines.
 
 A batch is acknowledged only on a 2xx answer. Retrying lives here, not in
 the runner, because only the sink knows what is worth retrying and how long
@@ -17,13 +20,13 @@ import asyncio
 import email.utils
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
-import orjson
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
+from ..codecs import CodecName, CodecOptions, FramingName, get_codec, get_framing
 from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed, dead_letter_message
@@ -37,7 +40,11 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 #: Longest ``Retry-After`` honoured (seconds).
 MAX_RETRY_AFTER = 300.0
 
-CONTENT_TYPES = {"json_array": "application/json", "jsonl": "application/x-ndjson"}
+#: Content-Type of a body by (codec, framing); anything else is application/octet-stream.
+CONTENT_TYPES = {("json", "json_array"): "application/json", ("json", "newline"): "application/x-ndjson",
+                 ("text", "newline"): "text/plain; charset=utf-8", ("csv", "newline"): "text/csv"}
+#: The deprecated ``format:`` values and the (codec, framing) each one means.
+FORMATS = {"json_array": ("json", "json_array"), "jsonl": ("json", "newline")}
 
 
 class HttpSinkConfig(ComponentConfig):
@@ -45,13 +52,36 @@ class HttpSinkConfig(ComponentConfig):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     url: str = Field(description="http(s) URL each batch is POSTed to")
-    format: Literal["json_array", "jsonl"] = Field(
-        "json_array", description="body: one JSON array of the batch's events, or one JSON event per line")
+    codec: CodecName = Field("json", description="how each event is encoded (see Codecs)")
+    framing: FramingName = Field("json_array", description=(
+        "how a batch's payloads are joined into one body: json_array (`[a,b]`), newline (JSON lines "
+        "with `codec: json`) … (see Framings); replaces `format`, which still works but is deprecated"))
+    content_type: str | None = Field(None, description=(
+        "the request's Content-Type (default: application/json for json_array, application/x-ndjson "
+        "for json lines, text/plain, text/csv, else application/octet-stream)"))
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="extra request headers; values may hold secrets "
                                           "(use ${ENV_VAR}) and are never logged")
     timeout: float = Field(30.0, gt=0, description="seconds one request may take before it is retried")
     concurrency: int = Field(1, ge=1, description="batches in flight at once (>1 may deliver out of order)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_alias(cls, data: Any) -> Any:
+        """Translate the deprecated ``format:`` into ``codec:`` and ``framing:`` (with a warning)."""
+        if not isinstance(data, dict) or "format" not in data:
+            return data
+        data = dict(data)
+        fmt = data.pop("format")
+        if "codec" in data or "framing" in data:
+            raise ValueError("`format` is the deprecated name of `codec` + `framing`; give only those")
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; `format` is deprecated: write `framing: json_array` "
+                             "or `framing: newline` (with `codec: json`)")
+        data["codec"], data["framing"] = FORMATS[fmt]
+        log.warning("http sink: `format: %s` is deprecated; write `codec: %s` and `framing: %s` instead",
+                    fmt, *FORMATS[fmt])
+        return data
 
     @field_validator("url")
     @classmethod
@@ -88,21 +118,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj).decode("utf-8", "replace")
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def encode_batch(batch: Batch, fmt: str) -> bytes:
-    """The request body of ``batch`` in ``fmt`` (``json_array`` or ``jsonl``)."""
-    values = [m.value for m in batch.messages]
-    if fmt == "json_array":
-        return orjson.dumps(values, default=_default, option=orjson.OPT_NON_STR_KEYS)
-    return b"".join(orjson.dumps(v, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
-                    for v in values)
-
-
 @SINKS.register("http")
 class HttpSink(Sink[HttpSinkConfig]):
     """POSTs batches to an HTTP endpoint; acks on 2xx, retries on 5xx/429, dead-letters on 4xx.
@@ -114,6 +129,11 @@ class HttpSink(Sink[HttpSinkConfig]):
     acks_itself = True
 
     def setup(self) -> None:
+        cfg = self.config
+        self.codec = get_codec(cfg.codec, CodecOptions(header=True))  # each body is a whole document
+        self.framing = get_framing(cfg.framing)
+        self.content_type = cfg.content_type or CONTENT_TYPES.get((cfg.codec, cfg.framing),
+                                                                  "application/octet-stream")
         self.url = self.config.url
         self.safe_url = HttpSinkConfig._safe(self.url)
         self._session: aiohttp.ClientSession | None = None
@@ -130,7 +150,7 @@ class HttpSink(Sink[HttpSinkConfig]):
         await super().open(ctx)
         if ctx.settings is not None:
             self._retry = ctx.settings.sink_retry
-        headers = {"Content-Type": CONTENT_TYPES[self.config.format]}
+        headers = {"Content-Type": self.content_type}
         headers.update((k, v.get_secret_value()) for k, v in self.config.headers.items())
         self._session = aiohttp.ClientSession(
             headers=headers, timeout=aiohttp.ClientTimeout(total=self.config.timeout),
@@ -182,11 +202,7 @@ class HttpSink(Sink[HttpSinkConfig]):
 
     async def _deliver(self, batch: Batch) -> None:
         """POST ``batch`` until a final answer; ack it on 2xx, dead-letter it on a refusal."""
-        try:
-            body = encode_batch(batch, self.config.format)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            await self._refuse(batch, exc, 1)
-            return
+        body = self._body([m.value for m in batch.messages])
         session = self._session
         assert session is not None
         attempt = 0
@@ -210,6 +226,12 @@ class HttpSink(Sink[HttpSinkConfig]):
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 error = exc
             await self._backoff(attempt, error, retry_after)
+
+    def _body(self, values: list[Any]) -> bytes:
+        """The request body: the codec's header (csv) if it has one, then the framed payloads."""
+        header = self.codec.header_for(values[0]) if values else None
+        body = self.framing.encode(self.codec, values)
+        return body if header is None else self.framing.frame([header]) + body
 
     async def _backoff(self, attempt: int, error: BaseException, retry_after: float | None) -> None:
         policy = self._retry

@@ -24,6 +24,8 @@ import orjson
 from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
+from ..codecs import get_framing
+from ..codecs.text import JsonCodec
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.registry import SOURCES
@@ -36,6 +38,8 @@ JSON_TYPES = frozenset({"application/json"})
 #: Content types read as JSON lines (one event per non-blank line).
 LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines",
                          "application/jsonlines", "text/plain"})
+#: Decodes each frame of a body.
+_JSON = JsonCodec()
 
 
 class HttpSourceConfig(ComponentConfig):
@@ -68,30 +72,42 @@ class BadBody(ValueError):
 def parse_body(body: bytes, content_type: str) -> tuple[list[Any], list[bytes] | None]:
     """The events of a request body and, for JSON lines, each event's raw line.
 
-    ``application/json``: one event, or a JSON array of events.
-    ``application/x-ndjson`` (and other JSON-lines types, ``text/plain``): one
-    event per non-blank line. Raises `BadBody` naming the first problem.
+    The Content-Type picks the framing of the body and the ``json`` codec
+    decodes each frame: ``application/json`` is one frame (``whole``) holding
+    one event or a JSON array of events; ``application/x-ndjson`` (and the
+    other JSON-lines types, ``text/plain``) is ``newline``-framed, one event
+    per non-blank line. Raises `BadBody` naming the first problem.
     """
     if content_type in JSON_TYPES:
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            doc = _JSON.decode(body)
+        except ValueError as exc:
             raise BadBody(f"invalid JSON: {exc}") from None
         return (doc if isinstance(doc, list) else [doc]), None
     if content_type in LINES_TYPES:
+        lines = _frames(body, "newline")
         values: list[Any] = []
         raws: list[bytes] = []
-        for number, line in enumerate(body.splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                values.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
+                values.append(_JSON.decode(line))
+            except ValueError as exc:
                 raise BadBody(f"invalid JSON on line {number}: {exc}") from None
             raws.append(line)
         return values, raws
     accepted = ", ".join(sorted(JSON_TYPES | LINES_TYPES))
     raise BadBody(f"unsupported Content-Type {content_type!r}; expected one of: {accepted}")
+
+
+def _frames(body: bytes, framing: str) -> list[bytes]:
+    """The frames of a whole body in ``framing`` (its last frame needs no delimiter)."""
+    deframer = get_framing(framing).deframer()
+    frames = deframer.feed(body)
+    if (rest := deframer.rest()) is not None:
+        frames.append(rest)
+    return [f[:-1] if f.endswith(b"\r") else f for f in frames] if deframer.saw_cr else frames
 
 
 class _Request:
