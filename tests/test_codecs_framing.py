@@ -240,3 +240,13 @@ def test_yaml_with_format_still_loads_and_yaml_errors_name_the_key(caplog: pytes
     text = str(err.value)
     assert "source.codec" in text and "unknown codec type 'jsonl'" in text
     assert "sink.framing" in text and "unknown framing type 'crlf'" in text
+
+
+def test_json_array_framing_joins_for_sinks_and_is_refused_by_sources(tmp_path: Path) -> None:
+    framing = get_framing("json_array")
+    assert framing.encode(get_codec("json"), [{"a": 1}, [2], b'"raw"']) == b'[{"a":1},[2],"raw"]'
+    assert orjson.loads(framing.frame([])) == []
+    with pytest.raises(ValidationError, match="can only be written by a sink"):
+        FileSource(path=str(tmp_path / "x"), framing="json_array")
+    with pytest.raises(FramingError):
+        framing.deframer()
