@@ -275,3 +275,29 @@ def test_format_is_a_deprecated_alias_that_says_what_to_write(caplog: pytest.Log
     assert "write `codec: json` and `framing: newline`" in caplog.text
     with pytest.raises(ValidationError, match="give only those"):
         HttpSink(url="http://example.com/x", format="jsonl", framing="newline")
+
+
+class _OneBatchThenIdle(MemorySource):
+    """Emits its values once, then waits for more that never come (an idle stream)."""
+
+    async def read(self) -> Any:
+        batch = await super().read()
+        if batch is None:
+            await asyncio.Event().wait()
+        return batch
+
+
+async def test_a_background_delivery_that_gives_up_fails_the_pipeline_at_once() -> None:
+    """With concurrency > 1 the POSTs run in tasks; exhausting sink_retry must not wait for another write."""
+    server = Endpoint(lambda attempt, body: web.Response(status=503))
+    url = await server.start()
+    src = _OneBatchThenIdle(values=ids(4), batch_size=4)
+    try:
+        pipeline = (Pipeline("out", sink_retry={"backoff": 0, "max_attempts": 2})
+                    .source(src).sink(HttpSink(url=url, concurrency=2)))
+        result = await asyncio.wait_for(run(pipeline), timeout=60)  # a bound, not a timing claim
+    finally:
+        await server.stop()
+    assert result.exit_code == EXIT_FAILED
+    assert "failed 2 times" in result.reason
+    assert src.committed == {}

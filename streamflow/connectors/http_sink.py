@@ -194,9 +194,11 @@ class HttpSink(Sink[HttpSinkConfig]):
         assert self._slots is not None
         try:
             await self._deliver(batch)
-        except Exception as exc:  # noqa: BLE001 - surfaced by the next write() or flush()
+        except Exception as exc:  # noqa: BLE001 - fails the pipeline now; raised again by write()/flush()
             if self._failure is None:
                 self._failure = exc
+                if self.ctx is not None:
+                    self.ctx.fail(exc)
         finally:
             self._slots.release()
 

@@ -167,7 +167,9 @@ class Runner:
         if comp is self.pipeline.dead_letter_sink:
             stats.kind = "dead_letter"
         dlq = self._dlq_channel.put if self._dlq_channel is not None else None
-        return StageContext(self.pipeline.name, comp.name, stats, dlq, self.settings)
+        task_name = f"{comp.kind}:{comp.name}"
+        return StageContext(self.pipeline.name, comp.name, stats, dlq, self.settings,
+                            on_failure=lambda exc: self._fail(task_name, exc))
 
     async def _open(self, opened: list[Component[Any]]) -> None:
         """Open the stages downstream first, so nothing is read before it can be written."""

@@ -65,13 +65,25 @@ class StageContext:
 
     def __init__(self, pipeline: str, stage: str, stats: StageStats,
                  dead_letter: Callable[[Batch], Awaitable[None]] | None = None,
-                 settings: PipelineSettings | None = None) -> None:
+                 settings: PipelineSettings | None = None,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
         self.pipeline = pipeline
         self.stage = stage
         self.stats = stats
         self.dead_letter = dead_letter
         self.settings = settings
+        self.on_failure = on_failure
         self.log = logging.getLogger(f"streamflow.stage.{stage}")
+
+    def fail(self, error: BaseException) -> None:
+        """Fail the pipeline from outside the stage's own calls (a sink's background delivery).
+
+        The runner stops at once, as when a stage raises: nothing unacknowledged
+        is committed and the run exits 1. Errors raised by `read`, `process` or
+        `write` need no call: the runner sees them.
+        """
+        if self.on_failure is not None:
+            self.on_failure(error)
 
     def error_handler(self, policy: ErrorPolicy) -> ErrorHandler:
         return ErrorHandler(self.stage, policy, self.stats, self.dead_letter, self.pipeline)

@@ -118,12 +118,15 @@ class Deliveries:
     """A sink's batches between `dispatch` and their ack; up to ``max_in_flight`` at once.
 
     When ``retry.max_attempts`` is reached for a batch, the pipeline fails:
-    `PipelineFailed`, raised by the next `dispatch` or `flush` (also when a
-    message's ``on_error`` policy is ``fail``).
+    `PipelineFailed`, reported at once through ``on_failure`` (the stage
+    context's `fail`) and raised by the next `dispatch` or `flush` (also when
+    a message's ``on_error`` policy is ``fail``).
     """
 
     def __init__(self, name: str, max_in_flight: int, resend: Resend, renew: Renew, errors: ErrorHandler,
-                 retry: Backoff, stats: StageStats | None = None) -> None:
+                 retry: Backoff, stats: StageStats | None = None,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+        self._on_failure = on_failure
         self.name = name
         self._resend = resend
         self._renew = renew
@@ -183,7 +186,10 @@ class Deliveries:
                 log.info("kafka sink %s: delivered after %d re-sends", self.name, tries)
             batch.ack()
         except PipelineFailed as exc:
-            self.failure = self.failure or exc
+            if self.failure is None:
+                self.failure = exc
+                if self._on_failure is not None:
+                    self._on_failure(exc)
         finally:
             if tries:
                 self.retrying -= 1

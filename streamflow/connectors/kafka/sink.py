@@ -74,7 +74,7 @@ class KafkaSink(Sink[KafkaSinkConfig]):
     def _new_deliveries(self, retry: Backoff) -> Deliveries:
         stats = self.ctx.stats if self.ctx is not None else None
         return Deliveries(self.name, self.config.max_in_flight, self._resend, self._producer.renew,
-                          self.errors, retry, stats)
+                          self.errors, retry, stats, self.ctx.fail if self.ctx is not None else None)
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
