@@ -10,6 +10,7 @@ key to write instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +22,29 @@ log = logging.getLogger("streamflow.config")
 
 #: The deprecated ``format:`` values and the codec each one means (with ``framing: newline``).
 FORMAT_CODECS = {"jsonl": "json", "lines": "text", "raw": "raw", "csv": "csv"}
+
+
+def translate_format(data: Any, formats: Mapping[str, Mapping[str, str]], default_note: str = "") -> Any:
+    """``data`` with a deprecated ``format:`` replaced by the keys it means, and a warning saying so.
+
+    ``formats`` maps each old value to the new keys (``{"jsonl": {"codec": "json"}}``); a value
+    not in it, or ``format`` given with one of the new keys, is a config error (ValueError).
+    """
+    if not isinstance(data, dict) or "format" not in data:
+        return data
+    data = dict(data)
+    fmt = data.pop("format")
+    keys = sorted({key for mapping in formats.values() for key in mapping})
+    if any(key in data for key in keys):
+        raise ValueError(f"`format` is the deprecated name of {' + '.join(f'`{k}`' for k in keys)}; "
+                         f"give only {'those' if len(keys) > 1 else f'`{keys[0]}`'}")
+    meaning = formats.get(fmt) if isinstance(fmt, str) else None
+    if meaning is None:
+        choices = "; ".join(", ".join(f"{k}: {v}" for k, v in m.items()) for m in formats.values())
+        raise ValueError(f"unknown format {fmt!r}; `format` is deprecated: write `{keys[0]}:` … ({choices})")
+    written = " and ".join(f"`{k}: {v}`" for k, v in meaning.items())
+    log.warning("`format: %s` is deprecated; write %s instead%s", fmt, written, default_note)
+    return {**data, **meaning}
 
 
 class CodecConfig(BaseModel):
@@ -45,20 +69,8 @@ class CodecConfig(BaseModel):
     @classmethod
     def _format_alias(cls, data: Any) -> Any:
         """Translate the deprecated ``format:`` key into ``codec:`` (a warning says what to write)."""
-        if not isinstance(data, dict) or "format" not in data:
-            return data
-        data = dict(data)
-        fmt = data.pop("format")
-        if "codec" in data:
-            raise ValueError("`format` is the deprecated name of `codec`; give only `codec`")
-        codec = FORMAT_CODECS.get(fmt) if isinstance(fmt, str) else None
-        if codec is None:
-            raise ValueError(f"unknown format {fmt!r}; `format` is deprecated: write `codec:` "
-                             f"({', '.join(sorted(set(FORMAT_CODECS.values())))})")
-        log.warning("`format: %s` is deprecated; write `codec: %s` instead (with the default "
-                    "`framing: newline`)", fmt, codec)
-        data["codec"] = codec
-        return data
+        return translate_format(data, {fmt: {"codec": codec} for fmt, codec in FORMAT_CODECS.items()},
+                                " (with the default `framing: newline`)")
 
     def make_codec(self) -> Codec:
         """The configured codec, with its options."""

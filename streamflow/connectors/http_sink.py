@@ -27,6 +27,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from yarl import URL
 
 from ..codecs import CodecName, CodecOptions, FramingName, get_codec, get_framing
+from ..codecs.config import translate_format
 from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed, dead_letter_message
@@ -44,7 +45,8 @@ MAX_RETRY_AFTER = 300.0
 CONTENT_TYPES = {("json", "json_array"): "application/json", ("json", "newline"): "application/x-ndjson",
                  ("text", "newline"): "text/plain; charset=utf-8", ("csv", "newline"): "text/csv"}
 #: The deprecated ``format:`` values and the (codec, framing) each one means.
-FORMATS = {"json_array": ("json", "json_array"), "jsonl": ("json", "newline")}
+FORMATS = {"json_array": {"codec": "json", "framing": "json_array"},
+           "jsonl": {"codec": "json", "framing": "newline"}}
 
 
 class HttpSinkConfig(ComponentConfig):
@@ -69,19 +71,7 @@ class HttpSinkConfig(ComponentConfig):
     @classmethod
     def _format_alias(cls, data: Any) -> Any:
         """Translate the deprecated ``format:`` into ``codec:`` and ``framing:`` (with a warning)."""
-        if not isinstance(data, dict) or "format" not in data:
-            return data
-        data = dict(data)
-        fmt = data.pop("format")
-        if "codec" in data or "framing" in data:
-            raise ValueError("`format` is the deprecated name of `codec` + `framing`; give only those")
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; `format` is deprecated: write `framing: json_array` "
-                             "or `framing: newline` (with `codec: json`)")
-        data["codec"], data["framing"] = FORMATS[fmt]
-        log.warning("http sink: `format: %s` is deprecated; write `codec: %s` and `framing: %s` instead",
-                    fmt, *FORMATS[fmt])
-        return data
+        return translate_format(data, FORMATS)
 
     @field_validator("url")
     @classmethod
