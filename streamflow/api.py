@@ -47,8 +47,8 @@ from .core.stage import (
     TransformConfig,
 )
 from .core.stats import StageStats
+from .transforms.aggregations import Aggregation, aggregation
 from .transforms.base import EventTransform
-from .transforms.window import Aggregation, aggregation
 
 __all__ = [
     # component kinds and their configs

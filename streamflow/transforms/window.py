@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,128 +26,10 @@ from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
 from ..core.stage import EventTransformConfig, StageContext, Transform
+from .aggregations import AGGREGATIONS, Aggregation, aggregation, number, parse_aggregate
 from .fields import path_getter
 
-
-# -- aggregations ---------------------------------------------------------------------
-class Aggregation(ABC):
-    """An incremental aggregation: `step` folds one field value into a state, `result` reads it.
-
-    `step` must not mutate ``state`` (it returns the new one), so an event that
-    fails one aggregation leaves the others untouched. Values that are None
-    (missing fields) are never passed to `step`.
-    """
-
-    #: Whether the aggregation reads a field (`count` may count events instead).
-    needs_field: ClassVar[bool] = True
-    initial: ClassVar[Any] = None
-
-    @abstractmethod
-    def step(self, state: Any, x: Any) -> Any:
-        """The state after folding in the value ``x`` (never None)."""
-
-    def result(self, state: Any) -> Any:
-        return state
-
-
-#: Aggregation name -> class; add one with `@aggregation("name")`.
-AGGREGATIONS: dict[str, type[Aggregation]] = {}
-
-
-def aggregation(name: str) -> Callable[[type[Aggregation]], type[Aggregation]]:
-    """Class decorator registering an `Aggregation` under ``name``."""
-    def register(cls: type[Aggregation]) -> type[Aggregation]:
-        AGGREGATIONS[name] = cls
-        return cls
-    return register
-
-
-def _number(x: Any) -> int | float:
-    number: int | float = x
-    cls = x.__class__
-    if cls is int or cls is float:
-        return number
-    if cls is bool or not isinstance(x, (int, float)):
-        raise TypeError(f"expected a number, got {type(x).__name__} {x!r}")
-    return number
-
-
-@aggregation("count")
-class Count(Aggregation):
-    """Number of events (with a field: of events where it is present and not null)."""
-
-    needs_field = False
-    initial = 0
-
-    def step(self, state: int, x: Any) -> int:
-        return state + 1
-
-
-@aggregation("sum")
-class Sum(Aggregation):
-    """Sum of a numeric field."""
-
-    initial = 0
-
-    def step(self, state: int | float, x: Any) -> int | float:
-        return state + _number(x)
-
-
-@aggregation("min")
-class Min(Aggregation):
-    """Smallest value of a field (null for a window without values)."""
-
-    def step(self, state: Any, x: Any) -> Any:
-        return x if state is None or x < state else state
-
-
-@aggregation("max")
-class Max(Aggregation):
-    """Largest value of a field (null for a window without values)."""
-
-    def step(self, state: Any, x: Any) -> Any:
-        return x if state is None or x > state else state
-
-
-@aggregation("mean")
-class Mean(Aggregation):
-    """Arithmetic mean of a numeric field (null for a window without values)."""
-
-    initial = (0, 0)
-
-    def step(self, state: tuple[int | float, int], x: Any) -> tuple[int | float, int]:
-        return state[0] + _number(x), state[1] + 1
-
-    def result(self, state: tuple[int | float, int]) -> float | None:
-        return state[0] / state[1] if state[1] else None
-
-
-def parse_aggregate(name: str, spec: Any) -> tuple[str, str | None]:
-    """``(aggregation, field)`` of one ``aggregate`` entry.
-
-    ``count: null`` (the output name is the aggregation), ``n: count`` (an
-    aggregation name), or ``total: {sum: amount}`` (aggregation: field).
-    """
-    if spec is None:
-        op, field = name, None
-    elif isinstance(spec, str):
-        op, field = spec, None
-    elif isinstance(spec, Mapping) and len(spec) == 1:
-        ((op, field),) = spec.items()
-    else:
-        raise ValueError(f"aggregate {name!r}: expected null, an aggregation name or "
-                         f"{{aggregation: field}}, got {spec!r}")
-    cls = AGGREGATIONS.get(op)
-    if cls is None:
-        raise ValueError(f"aggregate {name!r}: unknown aggregation {op!r}; expected one of: "
-                         f"{', '.join(sorted(AGGREGATIONS))}")
-    if field is None and cls.needs_field:
-        raise ValueError(f"aggregate {name!r}: {op} needs a field, as in `{name}: {{{op}: field}}`")
-    if field is not None:
-        if not isinstance(field, str):
-            raise ValueError(f"aggregate {name!r}: the field must be a name, got {field!r}")
-        path_getter(field)
-    return op, field
+__all__ = ["AGGREGATIONS", "Aggregation", "Window", "WindowConfig", "aggregation", "parse_aggregate"]
 
 
 # -- config ---------------------------------------------------------------------------
@@ -237,6 +118,10 @@ class Window(Transform[WindowConfig]):
             self._aggs.append((name, path_getter(field) if field else None, AGGREGATIONS[op]()))
         self._initial = [agg.initial for _, _, agg in self._aggs]
         self._steps = [(get or _present, agg.step) for _, get, agg in self._aggs]
+        #: Timed or in-place aggregations need `_fold`; the others take the one-line fast path.
+        self._gets = [get for get, _ in self._steps]
+        self._agg_objects = [agg for _, _, agg in self._aggs]
+        self._simple = not any(agg.timed or agg.in_place for _, _, agg in self._aggs)
         self.fn = cfg.fn
         self.errors = ErrorHandler(self.name, cfg.on_error)
         #: Wall clock (epoch seconds) for processing time, replaceable in tests.
@@ -290,7 +175,7 @@ class Window(Transform[WindowConfig]):
             ts = self._time(value)
             if ts is None:
                 raise ValueError(f"event has no time field {self.config.time_field!r}")
-            ts = _number(ts)
+            ts = number(ts)
         else:
             assert now is not None
             ts = now
@@ -308,8 +193,11 @@ class Window(Transform[WindowConfig]):
         by_key = self._open.get(start)
         w = by_key.get(key) if by_key is not None else None
         states = w.states if w is not None else self._initial
-        new = [s if (x := get(value)) is None else step(s, x)
-               for s, (get, step) in zip(states, self._steps, strict=True)]
+        if self._simple:
+            new = [s if (x := get(value)) is None else step(s, x)
+                   for s, (get, step) in zip(states, self._steps, strict=True)]
+        else:
+            new = self._fold(states, value, ts)
         if w is None:
             hash(key)  # an unhashable key fails here, before a window exists
             w = self._open.setdefault(start, {})[key] = _Window(start, key, new, created)
@@ -320,6 +208,28 @@ class Window(Transform[WindowConfig]):
         if now is None and (self._max_time is None or ts > self._max_time):
             self._max_time = ts
         return w
+
+    def _fold(self, states: list[Any], value: Any, ts: float) -> list[Any]:
+        """The states after folding in ``value``; an exception leaves ``states`` as they were.
+
+        In-place aggregations are checked first and stepped last, once nothing else can fail.
+        """
+        new = list(states)
+        in_place: list[tuple[int, Aggregation, Any]] = []
+        for i, (get, agg) in enumerate(zip(self._gets, self._agg_objects, strict=True)):
+            x = get(value)
+            if x is None:
+                continue
+            if agg.timed:
+                x = (ts, x)
+            if agg.in_place:
+                agg.check(x)
+                in_place.append((i, agg, x))
+            else:
+                new[i] = agg.step(states[i], x)
+        for i, agg, x in in_place:
+            new[i] = agg.step(new[i], x)
+        return new
 
     # -- output -----------------------------------------------------------------------
     async def tick(self) -> Batch | None:

@@ -1,0 +1,1 @@
+"""Stateful stream processing: keyed state, watermarks and event-time windows."""
