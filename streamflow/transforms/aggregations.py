@@ -46,7 +46,8 @@ class Aggregation(ABC):
     def merge(self, a: Any, b: Any) -> Any:
         """The state of the union of two windows with states ``a`` (the earlier) and ``b``.
 
-        It may reuse ``a`` or ``b``: both are discarded afterwards.
+        It must not change ``a`` or ``b`` (a sliding window's panes are shared
+        by several windows); it may return one of them.
         """
         raise NotImplementedError(f"aggregation {type(self).__name__} cannot merge windows")
 
