@@ -12,7 +12,8 @@ goes into those only, as in Flink). Window kinds, for ``t`` an event time:
 * ``Sliding(size)``: one window per distinct event time ``e``, covering the
   ``size`` seconds up to and including it: ``(e - size, e]`` — "the last five
   minutes at each event". ``t`` belongs to its own window and to those of the
-  events in ``[t, t + size)``. Complete when ``e < W``; late when ``t < W``.
+  events in ``[t, t + size)``; complete when ``e < W``. An event with ``t < W``
+  opens no window of its own but still joins the open windows it falls in.
   Values are kept per event time (a *pane*) until no open window can need them.
 * ``Session(gap)``: events less than ``gap`` apart (chained) form one session
   ``[first, last + gap)``; an event that bridges two open sessions merges them.
@@ -64,8 +65,8 @@ class KeyWindows(ABC, Generic[S]):
         """Fold an event in; the windows it went into, oldest first, or None if it is late."""
 
     @abstractmethod
-    def close(self, watermark: float | None) -> list[tuple[TimeWindow, S]]:
-        """Remove and return the windows complete at ``watermark`` (None: all), by end then start."""
+    def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
+        """Remove and return the windows complete at ``watermark`` (inf: all), by end then start."""
 
     @abstractmethod
     def __len__(self) -> int:
@@ -150,9 +151,9 @@ class _FixedWindows(KeyWindows[S]):
             open_[w] = fold.step(fold.initial() if state is None else state, t, value)
         return windows
 
-    def close(self, watermark: float | None) -> list[tuple[TimeWindow, S]]:
+    def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
         complete = self.assigner.complete
-        due = sorted((w for w in self.open if watermark is None or complete(w.end, watermark)),
+        due = sorted((w for w in self.open if complete(w.end, watermark)),
                      key=lambda w: (w.end, w.start))
         return [(w, self.open.pop(w)) for w in due]
 
@@ -187,16 +188,20 @@ class _SlidingWindows(KeyWindows[S]):
         self.ends: set[float] = set()  # open windows, by end
 
     def add(self, t: float, value: Any, watermark: float | None) -> list[TimeWindow] | None:
-        if self.complete(t, watermark):
+        own = not self.complete(t, watermark)
+        size = self.size
+        ends = sorted(e for e in self.ends if t <= e < t + size)  # all open
+        if not own and not ends:
             return None
         pane = self.panes.get(t)
         self.panes[t] = self.fold.step(self.fold.initial() if pane is None else pane, t, value)
-        self.ends.add(t)
-        size = self.size
-        return [TimeWindow(e - size, e) for e in sorted(self.ends) if t <= e < t + size]
+        if own and (not ends or ends[0] != t):
+            self.ends.add(t)
+            ends.insert(0, t)
+        return [TimeWindow(e - size, e) for e in ends]
 
-    def close(self, watermark: float | None) -> list[tuple[TimeWindow, S]]:
-        due = sorted(e for e in self.ends if watermark is None or self.complete(e, watermark))
+    def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
+        due = sorted(e for e in self.ends if self.complete(e, watermark))
         if not due:
             return []
         size, fold = self.size, self.fold
@@ -210,7 +215,7 @@ class _SlidingWindows(KeyWindows[S]):
             out.append((TimeWindow(e - size, e), state))
         self.ends.difference_update(due)
         for p in times:  # a pane is needed while a window ending in [p, p + size) may be open
-            if watermark is None or p + size <= watermark:
+            if p + size <= watermark:
                 del self.panes[p]
         return out
 
@@ -261,8 +266,8 @@ class _Sessions(KeyWindows[S]):
         self.open.sort(key=lambda ws: ws[0].start)
         return [merged]
 
-    def close(self, watermark: float | None) -> list[tuple[TimeWindow, S]]:
-        due = [ws for ws in self.open if watermark is None or self.complete(ws[0].end, watermark)]
+    def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
+        due = [ws for ws in self.open if self.complete(ws[0].end, watermark)]
         if due:
             self.open = [ws for ws in self.open if ws not in due]
         return sorted(due, key=lambda ws: (ws[0].end, ws[0].start))
@@ -309,10 +314,12 @@ class Windows(Generic[S]):
             heapq.heappush(self._ends, (end, self._n, key))
 
     def close(self, watermark: float | None) -> list[tuple[Hashable, TimeWindow, S]]:
-        """Remove and return the windows complete at ``watermark`` (None: all), by end, start and key."""
+        """Remove and return the windows complete at ``watermark`` (None: none yet), by end then start."""
+        if watermark is None:
+            return []
         keys: dict[Hashable, None] = {}
         ends, complete = self._ends, self.assigner.complete
-        while ends and (watermark is None or complete(ends[0][0], watermark)):
+        while ends and complete(ends[0][0], watermark):
             end, _, key = heapq.heappop(ends)
             if self._due.get(key) == end:  # else a stale entry
                 keys[key] = None
@@ -327,6 +334,10 @@ class Windows(Generic[S]):
                 del self._keys[key]
         out.sort(key=lambda kws: (kws[1].end, kws[1].start))
         return out
+
+    def flush(self) -> list[tuple[Hashable, TimeWindow, S]]:
+        """Remove and return every open window (the end of the stream), by end then start."""
+        return self.close(math.inf)
 
     def __len__(self) -> int:
         """Number of open windows over all keys."""
