@@ -107,6 +107,16 @@ def test_session_values_merge_in_time_order() -> None:
     assert windows.flush() == [("k", W(0, 11), (0, 2, 4, 6, 8))]
 
 
+def test_a_sliding_pane_outlives_its_own_window() -> None:
+    windows: Windows[Ids] = Windows(Sliding(2), Ids_())
+    windows.add("k", 0, "a", None)
+    assert closed(windows, 1) == [("k", W(-2, 0), ("a",))]
+    assert len(windows) == 0 and windows.keys == 1  # the pane at 0 is still needed by (-1, 1]
+    assert windows.add("k", 1, "b", 1) == [W(-1, 1)]
+    assert closed(windows, math.inf) == [("k", W(-1, 1), ("a", "b"))]
+    assert windows.keys == 0
+
+
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: Tumbling(0), "size must be a positive"),
     (lambda: Hopping(5, 10), "must not exceed size"),
@@ -227,4 +237,4 @@ def test_windows_match_brute_force(events: list[Event], kind: str, a: int, b: in
         event(f"{kind}: closed {min(len(done), 2)}")
         assert by_key_order(done) == by_key_order(model.close(watermark))
     assert by_key_order(closed(windows, math.inf)) == by_key_order(model.close(math.inf))
-    assert len(windows) == 0
+    assert len(windows) == 0 and windows.keys == 0

@@ -60,6 +60,10 @@ class Fold(Protocol[S]):
 class KeyWindows(ABC, Generic[S]):
     """The open windows of one key and their states."""
 
+    def __init__(self, assigner: Assigner, fold: Fold[S]) -> None:
+        self.fold = fold
+        self.complete = assigner.complete
+
     @abstractmethod
     def add(self, t: float, value: Any, watermark: float | None) -> list[TimeWindow] | None:
         """Fold an event in; the windows it went into, oldest first, or None if it is late."""
@@ -73,8 +77,8 @@ class KeyWindows(ABC, Generic[S]):
         """Number of open windows."""
 
     @abstractmethod
-    def next_end(self) -> float:
-        """The earliest end of an open window (there is at least one)."""
+    def next_due(self) -> float | None:
+        """When `close` may next have work: the earliest end of an open window; None: holds nothing."""
 
 
 class Assigner(ABC):
@@ -136,13 +140,13 @@ class Tumbling(Hopping):
 
 class _FixedWindows(KeyWindows[S]):
     def __init__(self, assigner: Hopping, fold: Fold[S]) -> None:
-        self.assigner = assigner
-        self.fold = fold
+        super().__init__(assigner, fold)
+        self.windows = assigner.windows
         self.open: dict[TimeWindow, S] = {}
 
     def add(self, t: float, value: Any, watermark: float | None) -> list[TimeWindow] | None:
-        complete = self.assigner.complete
-        windows = [w for w in self.assigner.windows(t) if not complete(w.end, watermark)]
+        complete = self.complete
+        windows = [w for w in self.windows(t) if not complete(w.end, watermark)]
         if not windows:
             return None
         fold, open_ = self.fold, self.open
@@ -152,7 +156,7 @@ class _FixedWindows(KeyWindows[S]):
         return windows
 
     def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
-        complete = self.assigner.complete
+        complete = self.complete
         due = sorted((w for w in self.open if complete(w.end, watermark)),
                      key=lambda w: (w.end, w.start))
         return [(w, self.open.pop(w)) for w in due]
@@ -160,8 +164,8 @@ class _FixedWindows(KeyWindows[S]):
     def __len__(self) -> int:
         return len(self.open)
 
-    def next_end(self) -> float:
-        return min(w.end for w in self.open)
+    def next_due(self) -> float | None:
+        return min((w.end for w in self.open), default=None)
 
 
 # -- sliding: one window per event time, built from panes ---------------------------------
@@ -181,9 +185,8 @@ class Sliding(Assigner):
 
 class _SlidingWindows(KeyWindows[S]):
     def __init__(self, assigner: Sliding, fold: Fold[S]) -> None:
+        super().__init__(assigner, fold)
         self.size = assigner.size
-        self.complete = assigner.complete
-        self.fold = fold
         self.panes: dict[float, S] = {}  # event time -> state of its events
         self.ends: set[float] = set()  # open windows, by end
 
@@ -202,8 +205,6 @@ class _SlidingWindows(KeyWindows[S]):
 
     def close(self, watermark: float) -> list[tuple[TimeWindow, S]]:
         due = sorted(e for e in self.ends if self.complete(e, watermark))
-        if not due:
-            return []
         size, fold = self.size, self.fold
         times = sorted(self.panes)
         out: list[tuple[TimeWindow, S]] = []
@@ -222,8 +223,9 @@ class _SlidingWindows(KeyWindows[S]):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def next_end(self) -> float:
-        return min(self.ends)
+    def next_due(self) -> float | None:
+        """Panes outlive windows: a pane is dropped once its time + size passes the watermark."""
+        return min([*self.ends, *(p + self.size for p in self.panes)], default=None)
 
 
 # -- sessions: merged on overlap -----------------------------------------------------------
@@ -240,9 +242,8 @@ class Session(Assigner):
 
 class _Sessions(KeyWindows[S]):
     def __init__(self, assigner: Session, fold: Fold[S]) -> None:
+        super().__init__(assigner, fold)
         self.gap = assigner.gap
-        self.complete = assigner.complete
-        self.fold = fold
         self.open: list[tuple[TimeWindow, S]] = []  # disjoint, by start
 
     def add(self, t: float, value: Any, watermark: float | None) -> list[TimeWindow] | None:
@@ -275,8 +276,8 @@ class _Sessions(KeyWindows[S]):
     def __len__(self) -> int:
         return len(self.open)
 
-    def next_end(self) -> float:
-        return min(w.end for w, _ in self.open)
+    def next_due(self) -> float | None:
+        return min((w.end for w, _ in self.open), default=None)
 
 
 # -- every key ----------------------------------------------------------------------------
@@ -299,7 +300,7 @@ class Windows(Generic[S]):
             windows = self._keys[key] = self.assigner.key_windows(self.fold)
         placed = windows.add(t, value, watermark)
         if placed is None:
-            if not windows:
+            if windows.next_due() is None:
                 del self._keys[key]
             return None
         self._schedule(key, min(w.end for w in placed))
@@ -328,16 +329,22 @@ class Windows(Generic[S]):
         for key in keys:
             windows = self._keys[key]
             out.extend((key, w, s) for w, s in windows.close(watermark))
-            if windows:
-                self._schedule(key, windows.next_end())
-            else:
+            due = windows.next_due()
+            if due is None:
                 del self._keys[key]
+            else:
+                self._schedule(key, due)
         out.sort(key=lambda kws: (kws[1].end, kws[1].start))
         return out
 
     def flush(self) -> list[tuple[Hashable, TimeWindow, S]]:
         """Remove and return every open window (the end of the stream), by end then start."""
         return self.close(math.inf)
+
+    @property
+    def keys(self) -> int:
+        """Number of keys holding state (open windows, or sliding panes still needed)."""
+        return len(self._keys)
 
     def __len__(self) -> int:
         """Number of open windows over all keys."""
