@@ -37,10 +37,10 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a value of a YAML pipeline, e.g. --set source.count=10 (repeatable).")
 
 
-def _load(target: str, overrides: tuple[str, ...]) -> Pipeline:
+def _load(target: str, overrides: tuple[str, ...], check_files: bool = False) -> Pipeline:
     """Load and validate, or print the config errors to stderr and exit 2."""
     try:
-        return load(target, overrides)
+        return load(target, overrides, check_files=check_files)
     except ConfigError as exc:
         click.echo(redact(str(exc)), err=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -78,7 +78,7 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
     1: the pipeline failed; 2: config error; 130: aborted by a second signal.
     """
     setup_logging(log_format, log_level or ("WARNING" if quiet else "INFO"))
-    pipeline = _load(target, overrides)
+    pipeline = _load(target, overrides, check_files=True)
     if http_port is not None or http_host is not None:
         http = pipeline.settings.http or HttpSettings()
         update = {k: v for k, v in (("port", http_port), ("host", http_host)) if v is not None}
@@ -122,12 +122,15 @@ def _report(result: RunResult, quiet: bool, log_format: str) -> None:
 @cli.command()
 @pipeline_argument
 @set_option
-def validate(target: str, overrides: tuple[str, ...]) -> None:
+@click.option("--no-check-files", "skip_files", is_flag=True,
+              help="Do not check that input files (file source path, enrich table) exist.")
+def validate(target: str, overrides: tuple[str, ...], skip_files: bool) -> None:
     """Check PIPELINE without running it.
 
-    Prints "ok: NAME (N stages)", or every error found and exits 2.
+    Prints "ok: NAME (N stages)", or every error found and exits 2. Input
+    files that do not exist are errors too, unless --no-check-files.
     """
-    pipeline = _load(target, overrides)
+    pipeline = _load(target, overrides, check_files=not skip_files)
     click.echo(f"ok: {pipeline.name} ({len(pipeline.stages())} stages)")
 
 
