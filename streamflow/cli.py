@@ -142,21 +142,50 @@ def graph(target: str, overrides: tuple[str, ...]) -> None:
     click.echo(_load(target, overrides).graph(), nl=False)
 
 
-@cli.command()
-@click.argument("kind", required=False, type=click.Choice(["source", "transform", "sink", "codec", "framing"]))
-@click.argument("type_name", metavar="TYPE", required=False)
+@cli.command(short_help="List component types, or the config keys of one.")
+@click.argument("kind", metavar="[KIND]", required=False)
+@click.argument("type_name", metavar="[TYPE]", required=False)
 def docs(kind: str | None, type_name: str | None) -> None:
-    """List the component types, or the config keys of one (e.g. `docs sink file`)."""
-    from .config.reference import describe, list_types
+    """List the component types, or the config keys of one.
 
-    if kind is None or type_name is None:
-        click.echo(list_types(kind))
-        return
+    KIND is source, transform, sink, codec or framing and may be left out:
+    `docs sink file`, `docs enrich`, `docs sink`.
+    """
+    from .config.reference import REGISTRIES, describe, describe_any, list_types
+
     try:
-        click.echo(describe(kind, type_name))
+        if kind is None:
+            text = list_types()
+        elif type_name is not None:
+            if kind not in REGISTRIES:
+                raise KeyError(f"unknown KIND {kind!r}; expected one of: {', '.join(REGISTRIES)}")
+            text = describe(kind, type_name)
+        else:
+            text = list_types(kind) if kind in REGISTRIES else describe_any(kind)
     except KeyError as exc:
         click.echo(str(exc).strip('"'), err=True)
         raise SystemExit(EXIT_CONFIG) from None
+    click.echo(text)
+
+
+# -- streamflow test ------------------------------------------------------------------
+@cli.command("test", short_help="Run the config unit tests of pipelines.")
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show the pipelines' log lines.")
+def test_command(paths: tuple[str, ...], verbose: bool) -> None:
+    """Run the config unit tests of pipelines: NAME.test.yaml files and `tests:` keys.
+
+    PATH is a test file, a pipeline file with a `tests:` key, or a directory
+    (every test file under it). Exit code 0: every case passed; 1: a case
+    failed (with a diff); 2: a test file, or the pipeline it tests, is broken.
+    """
+    from .testing import run_tests
+
+    setup_logging("text", "INFO" if verbose else "CRITICAL")
+    report = run_tests(paths, echo=click.echo)
+    click.echo(report.summary())
+    raise SystemExit(report.exit_code)
+# -- end of streamflow test -----------------------------------------------------------
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import sys
 from pathlib import Path
@@ -112,6 +113,21 @@ def describe(kind: str, type_name: str) -> str:
         if rows:
             lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *rows, ""]
     return "\n".join(lines)
+
+
+def describe_any(type_name: str) -> str:
+    """`describe` of ``type_name`` in every registry that has it (``file`` is a source and a sink).
+
+    Raises ``KeyError`` naming the kinds and, when one is close, the type meant.
+    """
+    found = [describe(kind, type_name) for kind, registry in REGISTRIES.items() if type_name in registry.names()]
+    if found:
+        return "\n".join(found)
+    every = sorted({name for registry in REGISTRIES.values() for name in registry.names()})
+    close = difflib.get_close_matches(type_name, every, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise KeyError(f"no component type {type_name!r}{hint}; KIND is one of {', '.join(REGISTRIES)}; "
+                   f"`streamflow docs` lists every type")
 
 
 def _shared_base(config: type[BaseModel], common: type[BaseModel]) -> type[BaseModel] | None:

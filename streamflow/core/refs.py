@@ -32,7 +32,8 @@ def resolve(ref: str) -> Any:
         except AttributeError:
             owner = f"module {module_name!r}" if i == 0 else repr(f"{module_name}:{'.'.join(parts[:i])}")
             close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            hint = f" (did you mean {module_name}:{'.'.join([*parts[:i], close[0]])!r}?)" if close else ""
+            meant = f"{module_name}:{'.'.join([*parts[:i], close[0]])}" if close else ""
+            hint = f" (did you mean {meant!r}?)" if close else ""
             raise ValueError(f"{owner} has no attribute {part!r}{hint}") from None
     return obj
 
