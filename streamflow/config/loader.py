@@ -33,7 +33,6 @@ from .schema import ALTERNATIVES, SECTIONS, PipelineFile, Section
 from .validation import describe, validate
 
 
-
 @dataclass(frozen=True)
 class Built:
     """A constructed component, where it is in the file, and (sinks) its routing predicate."""

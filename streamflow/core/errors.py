@@ -26,7 +26,7 @@ class ConfigError(Exception):
     """A pipeline definition is invalid; raised before any I/O (exit code 2)."""
 
 
-class ComponentConfigError(ValidationError, ConfigError):  # type: ignore[misc]
+class ComponentConfigError(ValidationError, ConfigError):
     """A component built in Python got a bad config: names the component and each field.
 
     Still a pydantic ``ValidationError`` (``errors()`` works as before) and a

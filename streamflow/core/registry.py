@@ -6,7 +6,7 @@ import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from ..codecs.base import Codec
@@ -77,14 +77,13 @@ class Registry(Generic[T]):
     def _imported(self, ref: str) -> T:
         from .refs import resolve  # refs is a leaf module; imported here to keep this one dependency-free
 
-        cls = resolve(ref)
+        cls: Any = resolve(ref)
         if not isinstance(cls, type) or getattr(cls, "kind", None) != self.kind:
             raise ValueError(f"{ref!r} is not a {self.kind} class (a subclass of the {self.kind} base "
                              f"of streamflow.api)")
         if "type_name" not in vars(cls):
-            cls.type_name = ref  # an unregistered class is known by its import path
-        found: T = cls
-        return found
+            setattr(cls, "type_name", ref)  # noqa: B010 - an unregistered class is known by its import path
+        return cast(T, cls)
 
     def names(self) -> list[str]:
         load_builtins()
