@@ -34,6 +34,12 @@ COMMON: dict[str, type[BaseModel]] = {
     "source": SourceConfig, "transform": EventTransformConfig, "sink": ComponentConfig,
 }
 
+#: Keys the YAML loader takes out of a component's mapping before its ``Config`` sees them.
+ROUTING_ROWS: dict[str, list[str]] = {
+    "sink": ["| `when` | module:function | `null` | a predicate of the event's value: the sink receives only "
+             "the events for which it is true (under `sink`/`sinks`; not the dead-letter sink) |"],
+}
+
 
 def _summary(cls: type) -> str:
     doc = (cls.__doc__ or "").strip()
@@ -159,7 +165,7 @@ def reference_markdown() -> str:
     parts = ["### Keys every component accepts", ""]
     for kind, model in COMMON.items():
         parts += [f"Every {kind}:", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |",
-                  *_rows(model, set()), ""]
+                  *_rows(model, set()), *ROUTING_ROWS.get(kind, []), ""]
     for kind, registry in REGISTRIES.items():
         parts += [f"### {kind.capitalize()}s", ""]
         if kind in FORMATS:
