@@ -37,10 +37,10 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a value of a YAML pipeline, e.g. --set source.count=10 (repeatable).")
 
 
-def _load(target: str, overrides: tuple[str, ...]) -> Pipeline:
+def _load(target: str, overrides: tuple[str, ...], check_files: bool = False) -> Pipeline:
     """Load and validate, or print the config errors to stderr and exit 2."""
     try:
-        return load(target, overrides)
+        return load(target, overrides, check_files=check_files)
     except ConfigError as exc:
         click.echo(redact(str(exc)), err=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -78,7 +78,7 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
     1: the pipeline failed; 2: config error; 130: aborted by a second signal.
     """
     setup_logging(log_format, log_level or ("WARNING" if quiet else "INFO"))
-    pipeline = _load(target, overrides)
+    pipeline = _load(target, overrides, check_files=True)
     if http_port is not None or http_host is not None:
         http = pipeline.settings.http or HttpSettings()
         update = {k: v for k, v in (("port", http_port), ("host", http_host)) if v is not None}
@@ -122,12 +122,15 @@ def _report(result: RunResult, quiet: bool, log_format: str) -> None:
 @cli.command()
 @pipeline_argument
 @set_option
-def validate(target: str, overrides: tuple[str, ...]) -> None:
+@click.option("--no-check-files", "skip_files", is_flag=True,
+              help="Do not check that input files (file source path, enrich table) exist.")
+def validate(target: str, overrides: tuple[str, ...], skip_files: bool) -> None:
     """Check PIPELINE without running it.
 
-    Prints "ok: NAME (N stages)", or every error found and exits 2.
+    Prints "ok: NAME (N stages)", or every error found and exits 2. Input
+    files that do not exist are errors too, unless --no-check-files.
     """
-    pipeline = _load(target, overrides)
+    pipeline = _load(target, overrides, check_files=not skip_files)
     click.echo(f"ok: {pipeline.name} ({len(pipeline.stages())} stages)")
 
 
@@ -139,21 +142,50 @@ def graph(target: str, overrides: tuple[str, ...]) -> None:
     click.echo(_load(target, overrides).graph(), nl=False)
 
 
-@cli.command()
-@click.argument("kind", required=False, type=click.Choice(["source", "transform", "sink", "codec", "framing"]))
-@click.argument("type_name", metavar="TYPE", required=False)
+@cli.command(short_help="List component types, or the config keys of one.")
+@click.argument("kind", metavar="[KIND]", required=False)
+@click.argument("type_name", metavar="[TYPE]", required=False)
 def docs(kind: str | None, type_name: str | None) -> None:
-    """List the component types, or the config keys of one (e.g. `docs sink file`)."""
-    from .config.reference import describe, list_types
+    """List the component types, or the config keys of one.
 
-    if kind is None or type_name is None:
-        click.echo(list_types(kind))
-        return
+    KIND is source, transform, sink, codec or framing and may be left out:
+    `docs sink file`, `docs enrich`, `docs sink`.
+    """
+    from .config.reference import REGISTRIES, describe, describe_any, list_types
+
     try:
-        click.echo(describe(kind, type_name))
+        if kind is None:
+            text = list_types()
+        elif type_name is not None:
+            if kind not in REGISTRIES:
+                raise KeyError(f"unknown KIND {kind!r}; expected one of: {', '.join(REGISTRIES)}")
+            text = describe(kind, type_name)
+        else:
+            text = list_types(kind) if kind in REGISTRIES else describe_any(kind)
     except KeyError as exc:
         click.echo(str(exc).strip('"'), err=True)
         raise SystemExit(EXIT_CONFIG) from None
+    click.echo(text)
+
+
+# -- streamflow test ------------------------------------------------------------------
+@cli.command("test", short_help="Run the config unit tests of pipelines.")
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show the pipelines' log lines.")
+def test_command(paths: tuple[str, ...], verbose: bool) -> None:
+    """Run the config unit tests of pipelines: NAME.test.yaml files and `tests:` keys.
+
+    PATH is a test file, a pipeline file with a `tests:` key, or a directory
+    (every test file under it). Exit code 0: every case passed; 1: a case
+    failed (with a diff); 2: a test file, or the pipeline it tests, is broken.
+    """
+    from .testing import run_tests
+
+    setup_logging("text", "INFO" if verbose else "CRITICAL")
+    report = run_tests(paths, echo=click.echo)
+    click.echo(report.summary())
+    raise SystemExit(report.exit_code)
+# -- end of streamflow test -----------------------------------------------------------
 
 
 def main() -> None:

@@ -26,15 +26,18 @@ YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_ATTRIBUTE = "pipeline"
 
 
-def load(target: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Pipeline:
-    """The validated `Pipeline` that ``target`` names; raises `ConfigError` (before any I/O)."""
+def load(target: str | os.PathLike[str], overrides: Iterable[str] = (), check_files: bool = False) -> Pipeline:
+    """The validated `Pipeline` that ``target`` names; raises `ConfigError` (before any I/O).
+
+    ``check_files``: also report inputs that must exist and do not (`Component.check_inputs`).
+    """
     text = os.fspath(target)
     location, attr = _split(text)
     overrides = list(overrides)
     if location.endswith(YAML_SUFFIXES):
         if attr is not None:
             raise ConfigError(f"{text}: a YAML file holds one pipeline; name it without ':{attr}'")
-        return load_yaml(location, overrides)
+        return load_yaml(location, overrides, check_files=check_files)
     if overrides:
         raise ConfigError(f"{text}: --set applies to YAML pipelines only")
     if location.endswith(".py"):
@@ -43,7 +46,13 @@ def load(target: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Pipel
         module = _import_module(location)
     else:
         raise ConfigError(f"{text}: expected a .yaml/.yml file, a .py file or 'package.module:attribute'")
-    return pipeline_from(module, attr or DEFAULT_ATTRIBUTE, text)
+    pipeline = pipeline_from(module, attr or DEFAULT_ATTRIBUTE, text)
+    if check_files:
+        problems = [f"{text}: {stage.kind} {stage.name!r}: {field} — {problem}"
+                    for stage in pipeline.stages() for field, problem in stage.check_inputs()]
+        if problems:
+            raise ConfigError("\n".join(problems))
+    return pipeline
 
 
 def _split(target: str) -> tuple[str, str | None]:

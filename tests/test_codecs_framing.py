@@ -35,7 +35,7 @@ def length_frames(*payloads: bytes) -> bytes:
 def test_both_registries_hold_the_builtins() -> None:
     assert {"json", "text", "lines", "raw", "csv"} <= set(CODECS.names())
     assert {"newline", "length_delimited", "whole"} <= set(FRAMINGS.names())
-    with pytest.raises(ValidationError, match="unknown framing type 'lenght_delimited'; expected one of"):
+    with pytest.raises(ValidationError, match="unknown framing type 'lenght_delimited' \\(did you mean 'length_delimited'\\?\\); expected one of"):
         FileSource(path="x", framing="lenght_delimited")
 
 

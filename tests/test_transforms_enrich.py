@@ -161,7 +161,7 @@ def test_unreadable_table_fails_at_start(tmp_path: Path) -> None:
     ({"fn": "json:loads", "cache": {"max_size": 10}}, "cache` needs `key`"),
     ({"table": "t.json", "key": "id", "timeout": 1}, "apply to `fn`"),
     ({"table": "t.json", "key": "id", "default": {"a": 1}}, "on_missing: default"),
-    ({"table": "t.json", "key": "id", "unknown": 1}, "Extra inputs are not permitted"),
+    ({"table": "t.json", "key": "id", "unknown": 1}, "unknown — unknown key"),
     ({"fn": "json:nope", "key": "id"}, "no attribute"),
     ({"table": "t.json", "key": "a..b"}, "invalid field path"),
 ])

@@ -36,6 +36,8 @@ class Codec(ABC):
     """
 
     type_name: ClassVar[str] = "codec"
+    #: The registry kind (`CODECS`): a ``module:Class`` codec name must be one.
+    kind: ClassVar[str] = "codec"
     #: In a delimited stream a blank frame is no event (skipped, but it counts for line numbers).
     skip_blank: ClassVar[bool] = False
     #: `decode_many` may decode a whole batch in one pass (``decode`` is pure; a failure raises).

@@ -60,6 +60,8 @@ class Framing(ABC):
     """How payloads are delimited in a byte stream. Stateless; `deframer` makes the per-stream state."""
 
     type_name: ClassVar[str] = "framing"
+    #: The registry kind (`FRAMINGS`): a ``module:Class`` framing name must be one.
+    kind: ClassVar[str] = "framing"
     #: Bytes a frame takes besides its payload (a delimiter, a length prefix).
     overhead: ClassVar[int] = 0
     #: Frames end before the input does (a source may follow a growing file).

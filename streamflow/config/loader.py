@@ -10,48 +10,54 @@ and importing the user modules it names.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ..core.errors import ConfigError
 from ..core.pipeline import Pipeline
 from ..core.refs import resolve
-from ..core.registry import UnknownType
 from ..core.stage import Component, Sink, Source, Transform
 from ..observability.logging import register_secret
-from .document import Document, KeyPath
+from .document import Document, KeyPath, format_path
 from .errors import InvalidConfig, Issue
 from .interpolate import InterpolationError, interpolate
 from .overrides import apply_overrides
-from .schema import ALTERNATIVES, SECTIONS, PipelineFile, Section, known_keys
+from .schema import ALTERNATIVES, SECTIONS, PipelineFile, Section
+from .validation import describe, validate
 
-_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
 
-#: A constructed component and, for sinks, its routing predicate.
-Built = tuple[Component[Any], Callable[[Any], bool] | None]
+@dataclass(frozen=True)
+class Built:
+    """A constructed component, where it is in the file, and (sinks) its routing predicate."""
+
+    path: KeyPath
+    component: Component[Any]
+    when: Callable[[Any], bool] | None = None
 
 
 def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = (),
-              env: Mapping[str, str] | None = None) -> Pipeline:
+              env: Mapping[str, str] | None = None, check_files: bool = False) -> Pipeline:
     """Build the `Pipeline` described by the YAML file at ``path``.
 
     ``overrides`` are ``key.path=value`` strings (``--set``); ``env`` defaults
     to ``os.environ``. The file's directory is put on ``sys.path`` so its
-    ``module:function`` references may name modules beside it. Raises
+    ``module:function`` references may name modules beside it. With
+    ``check_files``, inputs that must exist (a file source's ``path``, an
+    enrich ``table``) are checked too (`Component.check_inputs`). Raises
     `InvalidConfig` listing every problem found.
     """
     doc = Document.read(path)
     directory = str(Path(path).resolve().parent)
     if directory not in sys.path:
         sys.path.insert(0, directory)
-    return build(doc, overrides, env)
+    return build(doc, overrides, env, check_files)
 
 
 def loads_yaml(text: str, filename: str = "<string>", overrides: Iterable[str] = (),
@@ -60,23 +66,19 @@ def loads_yaml(text: str, filename: str = "<string>", overrides: Iterable[str] =
     return build(Document.parse(text, filename), overrides, env)
 
 
-def build(doc: Document, overrides: Iterable[str] = (), env: Mapping[str, str] | None = None) -> Pipeline:
+def build(doc: Document, overrides: Iterable[str] = (), env: Mapping[str, str] | None = None,
+          check_files: bool = False) -> Pipeline:
     """Validate ``doc`` and assemble its `Pipeline`; raises `InvalidConfig`."""
-    return _Builder(doc, os.environ if env is None else env).build(overrides)
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` when a choice is close to ``word``, else ``""``."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return _Builder(doc, os.environ if env is None else env, check_files).build(overrides)
 
 
 class _Builder:
     """One load of one document: collects issues, then builds the pipeline if there are none."""
 
-    def __init__(self, doc: Document, env: Mapping[str, str]) -> None:
+    def __init__(self, doc: Document, env: Mapping[str, str], check_files: bool = False) -> None:
         self.doc = doc
         self.env = env
+        self.check_files = check_files
         self.issues: list[Issue] = []
         self.used_env: dict[str, str] = {}
 
@@ -95,6 +97,7 @@ class _Builder:
         self._import_plugins(data.get("plugins"))
         self._check_alternatives(data)
         built = {section.key: self._section(section, data.get(section.key)) for section in SECTIONS}
+        self._check_names([b for section in SECTIONS for b in built[section.key]])
         if self.issues or not isinstance(top, PipelineFile):
             raise InvalidConfig(self.issues)
         return self._assemble(top, built)
@@ -109,14 +112,30 @@ class _Builder:
             try:
                 importlib.import_module(module)
             except Exception as exc:  # noqa: BLE001 - the user's module failed to import
-                self.error(("plugins", i), f"cannot import plugin module {module!r}: {_describe(exc)}")
+                self.error(("plugins", i), f"cannot import plugin module {module!r}: {describe(exc)}")
 
     def _check_alternatives(self, data: dict[str, Any]) -> None:
         for one, many in ALTERNATIVES:
-            if data.get(one) is not None and data.get(many) is not None:
+            if data.get(many) == []:
+                self.error((many,), f"expected at least one {one}")
+            elif data.get(one) is not None and data.get(many) is not None:
                 self.error((many,), f"give either `{one}` or `{many}`, not both", at="key")
             elif one not in data and many not in data:
                 self.error((), "missing required key", shown=(f"{one} (or {many})",))
+
+    def _check_names(self, built: list[Built]) -> None:
+        """Two components given one `name` are an error at the second one's `name`."""
+        first: dict[str, Built] = {}
+        for b in built:
+            name = b.component.config.name
+            if name is None:
+                continue
+            if name in first:
+                other = first[name]
+                self.error((*b.path, "name"), f"{name!r} is already the name of {format_path(other.path)} "
+                           f"(a {other.component.kind}); stage names must be distinct")
+            else:
+                first[name] = b
 
     def _section(self, section: Section, value: Any) -> list[Built]:
         """The components of one section; items of the wrong shape are reported by `PipelineFile`."""
@@ -129,23 +148,26 @@ class _Builder:
         for path, item in items:
             if isinstance(item, dict) and (result := self._component(section, path, item)) is not None:
                 out.append(result)
+                if self.check_files:
+                    for field, problem in result.component.check_inputs():
+                        self.error((*path, field), problem)
         return out
 
     def _assemble(self, top: PipelineFile, built: dict[str, list[Built]]) -> Pipeline:
         pipeline = Pipeline(top.name, **top.settings.model_dump())
         # each section's registry holds only its kind, so the isinstance checks always hold
-        for comp, _ in built["source"] + built["sources"]:
-            assert isinstance(comp, Source)
-            pipeline.source(comp)
-        for comp, _ in built["stages"]:
-            assert isinstance(comp, Transform)
-            pipeline.transform(comp)
-        for comp, when in built["sink"] + built["sinks"]:
-            assert isinstance(comp, Sink)
-            pipeline.sink(comp, when=when)
-        for comp, _ in built["dead_letter"]:
-            assert isinstance(comp, Sink)
-            pipeline.dead_letter(comp)
+        for b in built["source"] + built["sources"]:
+            assert isinstance(b.component, Source)
+            pipeline.source(b.component)
+        for b in built["stages"]:
+            assert isinstance(b.component, Transform)
+            pipeline.transform(b.component)
+        for b in built["sink"] + built["sinks"]:
+            assert isinstance(b.component, Sink)
+            pipeline.sink(b.component, when=b.when)
+        for b in built["dead_letter"]:
+            assert isinstance(b.component, Sink)
+            pipeline.dead_letter(b.component)
         try:
             return pipeline.validate()
         except ConfigError as exc:
@@ -162,32 +184,10 @@ class _Builder:
 
     def _validate(self, model: type[BaseModel], data: Any, prefix: KeyPath,
                   extra_keys: Iterable[str] = ()) -> BaseModel | None:
-        """``model.model_validate(data)``, turning its errors into issues under ``prefix``."""
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                self._pydantic_issue(err, model, prefix, extra_keys)
-        except Exception as exc:  # noqa: BLE001 - a validator raised something pydantic passes through
-            self.error(prefix, _describe(exc))
-        return None
-
-    def _pydantic_issue(self, err: Any, model: type[BaseModel], prefix: KeyPath,
-                        extra_keys: Iterable[str]) -> None:
-        loc = tuple(err["loc"])
-        full = prefix + loc
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            known = known_keys(model, loc[:-1]) + (list(extra_keys) if len(loc) == 1 else [])
-            self.error(full, "unknown key" + (did_you_mean(loc[-1], known) or
-                                              (f"; expected one of: {', '.join(known)}" if known else "")),
-                       at="key")
-        elif kind == "missing":
-            parent = self.doc.existing(full[:-1])
-            self.error(parent, "missing required key", shown=(*parent, *full[len(parent):]))
-        else:
-            shown = self.doc.existing(full)
-            self.error(shown, _message(err))
+        """``model.model_validate(data)``, its errors recorded as issues under ``prefix``."""
+        result, issues = validate(self.doc, model, data, prefix, extra_keys)
+        self.issues += issues
+        return result
 
     def _component(self, section: Section, path: KeyPath, mapping: dict[str, Any]) -> Built | None:
         """Look up, validate and construct one component (no I/O: constructors do none)."""
@@ -202,10 +202,9 @@ class _Builder:
             self.error((*path, "type"), f"expected a {kind} type name, got {type_name!r}")
         else:
             try:
-                cls = section.registry.get(type_name)
-            except UnknownType as exc:
-                self.error((*path, "type"), f"unknown {kind} type {type_name!r}"
-                           f"{did_you_mean(type_name, exc.known)}; expected one of: {', '.join(exc.known)}")
+                cls = section.registry.get(type_name)  # a registered name or a module:Class path
+            except (KeyError, ValueError) as exc:
+                self.error((*path, "type"), str(exc).strip('"'))
         when = None
         if section.routed and "when" in data:
             when = self._predicate((*path, "when"), data.pop("when"))
@@ -216,9 +215,9 @@ class _Builder:
         if config is None:
             return None
         try:
-            return cls(config), when
+            return Built(path, cls(config), when)
         except Exception as exc:  # noqa: BLE001 - a constructor rejected its config
-            self.error(path, _describe(exc))
+            self.error(path, describe(exc))
             return None
 
     def _predicate(self, path: KeyPath, ref: Any) -> Callable[[Any], bool] | None:
@@ -234,17 +233,3 @@ class _Builder:
         return predicate
 
 
-def _message(err: Any) -> str:
-    msg: str = err["msg"]
-    for prefix in _MESSAGE_PREFIXES:
-        if msg.startswith(prefix):
-            return msg[len(prefix):]
-    value = err.get("input")
-    if isinstance(value, (str, int, float, bool)):
-        text = repr(value)
-        msg += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
-    return msg
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, (ValueError, KeyError, TypeError)) else f"{type(exc).__name__}: {exc}"

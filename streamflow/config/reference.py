@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ FORMATS: dict[str, str] = {
 #: Keys (nearly) every component of a kind accepts, documented once instead of per type.
 COMMON: dict[str, type[BaseModel]] = {
     "source": SourceConfig, "transform": EventTransformConfig, "sink": ComponentConfig,
+}
+
+#: Keys the YAML loader takes out of a component's mapping before its ``Config`` sees them.
+ROUTING_ROWS: dict[str, list[str]] = {
+    "sink": ["| `when` | module:function | `null` | a predicate of the event's value: the sink receives only "
+             "the events for which it is true (under `sink`/`sinks`; not the dead-letter sink) |"],
 }
 
 
@@ -114,6 +121,21 @@ def describe(kind: str, type_name: str) -> str:
     return "\n".join(lines)
 
 
+def describe_any(type_name: str) -> str:
+    """`describe` of ``type_name`` in every registry that has it (``file`` is a source and a sink).
+
+    Raises ``KeyError`` naming the kinds and, when one is close, the type meant.
+    """
+    found = [describe(kind, type_name) for kind, registry in REGISTRIES.items() if type_name in registry.names()]
+    if found:
+        return "\n".join(found)
+    every = sorted({name for registry in REGISTRIES.values() for name in registry.names()})
+    close = difflib.get_close_matches(type_name, every, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise KeyError(f"no component type {type_name!r}{hint}; KIND is one of {', '.join(REGISTRIES)}; "
+                   f"`streamflow docs` lists every type")
+
+
 def _shared_base(config: type[BaseModel], common: type[BaseModel]) -> type[BaseModel] | None:
     """The most derived of ``common`` and its config bases that ``config`` extends."""
     for base in common.__mro__:
@@ -143,7 +165,7 @@ def reference_markdown() -> str:
     parts = ["### Keys every component accepts", ""]
     for kind, model in COMMON.items():
         parts += [f"Every {kind}:", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |",
-                  *_rows(model, set()), ""]
+                  *_rows(model, set()), *ROUTING_ROWS.get(kind, []), ""]
     for kind, registry in REGISTRIES.items():
         parts += [f"### {kind.capitalize()}s", ""]
         if kind in FORMATS:

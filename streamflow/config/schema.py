@@ -32,6 +32,9 @@ class PipelineFile(BaseModel):
     sink: ComponentMapping | None = Field(None, description="the sink (or use `sinks`)")
     sinks: list[ComponentMapping] | None = Field(None, description="sinks; each may route with `when`")
     dead_letter: ComponentMapping | None = Field(None, description="sink for `on_error: dead_letter`")
+    tests: list[dict[str, Any]] | None = Field(None, description=(
+        "config unit tests run by `streamflow test` (see the README's \"Testing a pipeline\"); "
+        "ignored by `run`"))
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 
 import aiofiles.os
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ..codecs.config import CodecConfig
 from ..codecs.encoding import StreamEncoder
 from ..core.acks import Ack
 from ..core.batch import Batch
+from ..core.configs import ConfigModel
 from ..core.registry import SINKS
 from ..core.stage import ComponentConfig, Sink, StageContext
 
@@ -77,7 +78,7 @@ async def _write(f: BinaryIO, data: bytes, flush: bool, fsync: bool) -> None:
         await asyncio.to_thread(os.fsync, f.fileno())
 
 
-class FlushInterval(BaseModel):
+class FlushInterval(ConfigModel):
     """Flush on a timer; batches are acknowledged only once flushed."""
 
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +86,7 @@ class FlushInterval(BaseModel):
     interval: float = Field(gt=0, description="seconds between flushes")
 
 
-class Rotate(BaseModel):
+class Rotate(ConfigModel):
     """When to start a new file (the current one is renamed to ``path.<UTC timestamp>``)."""
 
     model_config = ConfigDict(extra="forbid")

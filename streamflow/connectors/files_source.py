@@ -98,6 +98,13 @@ class FileSource(FramedSource[FileSourceConfig]):
     def ready(self) -> bool:
         return self._opened
 
+    def check_inputs(self) -> list[tuple[str, str]]:
+        # follow mode waits for a missing file; read mode would fail when opened
+        if self.config.mode == "read" and not os.path.isfile(self.config.path):
+            return [("path", f"no such file: {os.path.abspath(self.config.path)} (the file source reads it "
+                             "once; mode: follow waits for it)")]
+        return []
+
     # -- opening ----------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from .configs import ConfigModel
 
 
-class Backoff(BaseModel):
+class Backoff(ConfigModel):
     """How often and how long to wait between attempts of one operation.
 
     The wait before retry number ``n`` (1-based) is drawn uniformly from

@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .backoff import Backoff
 from .batch import Batch
+from .configs import error_lines
 from .message import Message
 from .stats import StageStats
 
@@ -23,6 +24,29 @@ PolicyName = Literal["fail", "skip", "retry", "dead_letter"]
 
 class ConfigError(Exception):
     """A pipeline definition is invalid; raised before any I/O (exit code 2)."""
+
+
+class ComponentConfigError(ValidationError, ConfigError):
+    """A component built in Python got a bad config: names the component and each field.
+
+    Still a pydantic ``ValidationError`` (``errors()`` works as before) and a
+    `ConfigError` (``streamflow run`` exits 2).
+    """
+
+    component: str = "component"
+
+    @classmethod
+    def of(cls, component: str, exc: ValidationError) -> ComponentConfigError:
+        """The error of ``component`` (e.g. ``sink 'file'``) carrying ``exc``'s errors."""
+        err = cls.from_exception_data(exc.title, exc.errors())  # type: ignore[arg-type]
+        err.component = component
+        return err
+
+    def __str__(self) -> str:
+        lines = error_lines(self)
+        if len(lines) == 1:
+            return f"{self.component}: {lines[0]}"
+        return f"{self.component}: {len(lines)} config errors\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class PipelineFailed(Exception):

@@ -151,11 +151,12 @@ class Pipeline:
             raise ConfigError(f"pipeline {self.name!r} has no source")
         if not self.sinks:
             raise ConfigError(f"pipeline {self.name!r} has no sink")
-        seen: set[str] = set()
+        seen: dict[str, Component[Any]] = {}
         for stage in self.stages():
-            if stage.name in seen:
-                raise ConfigError(f"two stages are named {stage.name!r}; give them distinct `name`s")
-            seen.add(stage.name)
+            other = seen.setdefault(stage.name, stage)
+            if other is not stage:
+                both = f"two {stage.kind}s" if other.kind == stage.kind else f"a {other.kind} and a {stage.kind}"
+                raise ConfigError(f"{both} are named {stage.name!r}; give them distinct `name`s")
         if self.dead_letter_sink is None:
             for stage in self.stages():
                 if any(p.uses_dead_letter() for p in stage.error_policies()):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -21,12 +23,25 @@ def resolve(ref: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r} of {ref!r}: {exc}") from None
-    for part in attr_path.split("."):
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while being imported
+        raise ValueError(f"importing module {module_name!r} of {ref!r} failed: "
+                         f"{type(exc).__name__}: {exc}{_where(exc)}") from None
+    for i, part in enumerate(parts := attr_path.split(".")):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ValueError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+            owner = f"module {module_name!r}" if i == 0 else repr(f"{module_name}:{'.'.join(parts[:i])}")
+            close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
+            meant = f"{module_name}:{'.'.join([*parts[:i], close[0]])}" if close else ""
+            hint = f" (did you mean {meant!r}?)" if close else ""
+            raise ValueError(f"{owner} has no attribute {part!r}{hint}") from None
     return obj
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost frame ``exc`` was raised in."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _to_callable(value: object) -> Callable[..., Any]:

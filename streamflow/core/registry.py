@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from ..codecs.base import Codec
@@ -36,7 +37,9 @@ class UnknownType(KeyError):
         self.kind, self.name, self.known = kind, name, known
 
     def __str__(self) -> str:
-        return f"unknown {self.kind} type {self.name!r}; expected one of: {', '.join(self.known)}"
+        close = difflib.get_close_matches(self.name, self.known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown {self.kind} type {self.name!r}{hint}; expected one of: {', '.join(self.known)}"
 
 
 class Registry(Generic[T]):
@@ -57,11 +60,30 @@ class Registry(Generic[T]):
         return decorate
 
     def get(self, name: str) -> T:
+        """The class registered as ``name``, or the class a ``module:Class`` import path names.
+
+        An imported class must be of this registry's kind (``Sink`` subclasses
+        for sinks …); it needs no registration. Raises `UnknownType`, or
+        ``ValueError`` for an import path that does not name such a class.
+        """
         load_builtins()
+        if ":" in name:
+            return self._imported(name)
         try:
             return self._types[name]
         except KeyError:
             raise UnknownType(self.kind, name, sorted(self._types)) from None
+
+    def _imported(self, ref: str) -> T:
+        from .refs import resolve  # refs is a leaf module; imported here to keep this one dependency-free
+
+        cls: Any = resolve(ref)
+        if not isinstance(cls, type) or getattr(cls, "kind", None) != self.kind:
+            raise ValueError(f"{ref!r} is not a {self.kind} class (a subclass of the {self.kind} base "
+                             f"of streamflow.api)")
+        if "type_name" not in vars(cls):
+            setattr(cls, "type_name", ref)  # noqa: B010 - an unregistered class is known by its import path
+        return cast(T, cls)
 
     def names(self) -> list[str]:
         load_builtins()

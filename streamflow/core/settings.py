@@ -6,12 +6,13 @@ pipeline graph can both name it without importing each other.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from .backoff import Backoff
+from .configs import ConfigModel
 
 
-class ChannelSettings(BaseModel):
+class ChannelSettings(ConfigModel):
     """Capacity of every channel between two stages (contract 1)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -20,7 +21,7 @@ class ChannelSettings(BaseModel):
     max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(ConfigModel):
     """The operations HTTP server (/metrics, /healthz, /readyz); off unless configured."""
 
     model_config = ConfigDict(extra="forbid")
@@ -29,7 +30,7 @@ class HttpSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="port (0 picks a free one)")
 
 
-class PipelineSettings(BaseModel):
+class PipelineSettings(ConfigModel):
     """Engine settings of one pipeline."""
 
     model_config = ConfigDict(extra="forbid")

@@ -15,18 +15,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from .acks import AckTracker
 from .batch import Batch
-from .errors import ErrorHandler, ErrorPolicy
+from .configs import ConfigModel
+from .errors import ComponentConfigError, ErrorHandler, ErrorPolicy
 from .stats import StageStats
 
 if TYPE_CHECKING:
     from .settings import PipelineSettings
 
 
-class ComponentConfig(BaseModel):
+class ComponentConfig(ConfigModel):
     """Keys every component accepts."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -125,21 +126,37 @@ class Component(ABC, Generic[C]):
             cls.Config = model
 
     def __init__(self, config: C | None = None, /, **options: Any) -> None:
-        if config is None:
-            config = cast(C, self.Config.model_validate(options))
-        elif options:
-            given = {key: getattr(config, key) for key in config.model_fields_set}
-            config = cast(C, self.Config.model_validate({**given, **options}))
+        if config is None or options:
+            given = {} if config is None else {key: getattr(config, key) for key in config.model_fields_set}
+            try:
+                config = cast(C, self.Config.model_validate({**given, **options}))
+            except ValidationError as exc:
+                raise ComponentConfigError.of(self._title(), exc) from None
         self.config = config
         self.name: str = config.name or self.type_name
         self.ctx: StageContext | None = None
         self.setup()
+
+    @classmethod
+    def _title(cls) -> str:
+        """``sink 'file'``: the kind and type name, as errors name a component."""
+        registered = "type_name" in vars(cls) or cls.type_name != Component.type_name
+        return f"{cls.kind} {cls.type_name!r}" if registered else f"{cls.kind} {cls.__qualname__}"
 
     def setup(self) -> None:
         """Derive working attributes from ``self.config``; no I/O (that is `open`'s job).
 
         Called once by the constructor. A ``ValueError`` raised here is a config error.
         """
+
+    def check_inputs(self) -> list[tuple[str, str]]:
+        """Inputs this component needs that are missing, as ``(field, problem)`` pairs.
+
+        `streamflow validate` and `streamflow run` report them as config errors
+        before anything is opened (a file source whose ``path`` does not exist).
+        Looks at the local file system only; connections are `open`'s job.
+        """
+        return []
 
     def error_policies(self) -> list[ErrorPolicy]:
         """The error policies this component applies (the pipeline checks dead-letter use)."""

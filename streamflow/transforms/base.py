@@ -86,9 +86,12 @@ class EventTransform(Transform[EC]):
             return await self._per_event(batch)
         return await self._concurrent(batch)
 
-    def _count_filtered(self, batch: Batch, result: Batch | None) -> None:
-        if self.ctx is not None and result is not None and len(result.messages) < len(batch.messages):
-            self.ctx.stats.filtered += len(batch.messages) - len(result.messages)
+    def _count_filtered(self, batch: Batch, result: Batch | None, failed: int = 0) -> None:
+        """Count the events dropped on purpose: those missing from ``result`` that did not fail
+        (failed ones were counted by their error policy)."""
+        dropped = len(batch.messages) - failed - (len(result.messages) if result is not None else 0)
+        if self.ctx is not None and result is not None and dropped > 0:
+            self.ctx.stats.filtered += dropped
 
     async def _call_one(self, msg: Message, batch: Batch) -> Any:
         try:
@@ -102,12 +105,15 @@ class EventTransform(Transform[EC]):
 
     async def _per_event(self, batch: Batch) -> Batch:
         out: list[Message] = []
+        failed = 0
         for m in batch.messages:
             result = await self._call_one(m, batch)
-            if result is not _FAILED:
+            if result is _FAILED:
+                failed += 1
+            else:
                 self.emit(m, result, out)
         result_batch = batch.derive(out)
-        self._count_filtered(batch, result_batch)
+        self._count_filtered(batch, result_batch, failed)
         return result_batch
 
     async def _concurrent(self, batch: Batch) -> Batch:
@@ -142,7 +148,7 @@ class EventTransform(Transform[EC]):
             if result is not _FAILED:
                 emit(m, result, out)
         result_batch = batch.derive(out)
-        self._count_filtered(batch, result_batch)
+        self._count_filtered(batch, result_batch, sum(r is _FAILED for r in results))
         return result_batch
 
 

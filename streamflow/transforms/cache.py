@@ -8,13 +8,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ..core.configs import ConfigModel
 
 #: Returned by `LRUCache.get` for a key that is absent or expired.
 MISSING: Any = object()
 
 
-class CacheConfig(BaseModel):
+class CacheConfig(ConfigModel):
     """Size and lifetime of a transform's cache."""
 
     model_config = ConfigDict(extra="forbid")

@@ -194,6 +194,11 @@ class Enrich(EventTransform[EnrichConfig]):
         path = Path(self.config.table)
         return path if path.is_absolute() else Path(self.config.base_dir or os.getcwd()) / path
 
+    def check_inputs(self) -> list[tuple[str, str]]:
+        if self.config.table is not None and not self.table_path().is_file():
+            return [("table", f"no such file: {self.table_path()}")]
+        return []
+
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         if self.config.table is not None:

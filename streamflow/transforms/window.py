@@ -104,7 +104,13 @@ class _Window:
 
 @TRANSFORMS.register("window")
 class Window(Transform[WindowConfig]):
-    """Tumbling windows with built-in aggregations or a user function; see the module docstring."""
+    """Tumbling windows of ``size`` seconds, by processing time or event time (``time_field``), per ``key``.
+
+    When a window closes it emits one event ``{window_start, window_end, key?, <aggregates>…}``
+    (built-in aggregations or a user function). With event time a watermark
+    closes windows; an event behind it goes to ``late``. The inputs' positions
+    are committed only once every window holding them has been written.
+    """
 
     def setup(self) -> None:
         cfg = self.config
