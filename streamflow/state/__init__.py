@@ -1,0 +1,7 @@
+"""Keyed state: per-partition stores, typed views for user functions, and their Kafka changelog."""
+
+from .stores import BACKENDS, NOTHING_APPLIED, Change, MemoryStore, StateStore, open_store
+from .views import MapState, ValueState, key_bytes
+
+__all__ = ["BACKENDS", "NOTHING_APPLIED", "Change", "MapState", "MemoryStore", "StateStore", "ValueState",
+           "key_bytes", "open_store"]
