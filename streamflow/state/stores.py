@@ -122,6 +122,10 @@ class StateStore(ABC):
             self._drop(key)
         else:
             self._put(key, value)
+        self.restore_applied(offset)
+
+    def restore_applied(self, offset: int) -> None:
+        """Apply the changelog's applied marker: everything up to ``offset`` is in the state."""
         if offset > self.applied:
             self.applied = offset
 
