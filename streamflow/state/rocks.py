@@ -13,8 +13,8 @@ sqlite3         72k       48k         3          95
 ============  ========  ========  ==========  =========
 
 State stores are written at least as often as read (every event that changes
-its key writes), and RocksDB writes fastest, stores 4x smaller (block
-compression; LMDB 6x) and keeps its memory bounded by its memtables and block cache
+its key writes), and RocksDB writes fastest, takes 4x less disk than SQLite
+and 6x less than LMDB (block compression), and keeps its memory bounded by its memtables and block cache
 however large the state grows, where LMDB's memory-mapped pages count as the
 process's RSS and its map size must be fixed up front. It is also what Kafka
 Streams and Quix Streams keep their state in. LMDB reads faster; SQLite is the
