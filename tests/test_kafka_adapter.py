@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder as AiokafkaBatchBuilder
@@ -23,6 +24,7 @@ SURFACES = [
     (_aiokafka.Producer, AIOKafkaProducer),
     (_aiokafka.Consumer, AIOKafkaConsumer),
     (_aiokafka.BatchBuilder, AiokafkaBatchBuilder),
+    (_aiokafka.Admin, AIOKafkaAdminClient),
 ]
 
 

@@ -1,0 +1,193 @@
+"""`Changelog`: every state change in a compacted Kafka topic, and a partition's store restored from it.
+
+One topic per pipeline and state (`changelog_topic`), created if missing with
+``cleanup.policy=compact`` and as many partitions as the input topic: the
+store of input partition *p* logs to changelog partition *p*. A record is
+
+- a change: key ``0x01`` + store key, value the new bytes or None (a tombstone:
+  deleted), headers ``streamflow.source.partition`` / ``streamflow.source.offset``
+  naming the input it came from;
+- the applied marker: key ``0x00``, value the store's `applied` offset in ASCII,
+  written with every flush — compaction keeps the newest change per key, and
+  deletes tombstones after ``delete.retention.ms``, so without it a restore
+  could come back with an older `applied` than the state it holds.
+
+How the engine uses it (contract 8):
+
+1. A stage declares its states; on partition assignment, before the first
+   event of partition *p*, the engine opens a fresh store per state and
+   `restore`\\ s it (`RestoreProgress` feeds the restore metric, ``/readyz``
+   says 503 until every assigned store is restored).
+2. For each input event, ``store.begin(offset)``, bind the views to the
+   event's key, run the function. A replayed offset runs read-only.
+3. **Flush before commit**: the source batch's `Ack` is retained once for the
+   changelog, and released only when `flush` returns — i.e. when the broker
+   has acknowledged (``acks=all``) every change and the marker. So the commit
+   watermark (contract 2) never passes an input whose state change could be
+   lost: after kill -9 the committed offset is at most what the changelog
+   holds, and every input after it is either in the changelog (restored, its
+   replay read-only) or replayed and applied afresh. A failed flush fails the
+   pipeline; nothing after it is committed.
+4. On revoke: drain, `flush`, commit, close the stores — all inside the
+   source's ``revoke_timeout`` (shorter than the rebalance timeout). A flush
+   is one round trip for at most a batch's changes, so it fits.
+
+Records past the end offset read at the start of a restore are not applied:
+only the partition's owner writes, and it is the one restoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ..connectors.kafka._aiokafka import Admin, Consumer, ConsumerRecord, Producer
+from ..connectors.kafka.clients import start_client
+from ..connectors.kafka.security import KafkaConnection
+from .stores import StateStore
+from .topics import ChangelogError, ensure_compacted_topic
+
+log = logging.getLogger("streamflow.state")
+
+CHANGE_PREFIX = b"\x01"
+APPLIED_KEY = b"\x00"
+SOURCE_PARTITION = "streamflow.source.partition"
+SOURCE_OFFSET = "streamflow.source.offset"
+
+
+def changelog_topic(pipeline: str, state: str) -> str:
+    """The changelog topic of ``state`` in ``pipeline``: ``<pipeline>-<state>-changelog``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{pipeline}-{state}-changelog")
+    if len(name) > 249:
+        raise ChangelogError(f"changelog topic name longer than Kafka's 249 characters: {name[:60]}…")
+    return name
+
+
+@dataclass
+class RestoreProgress:
+    """How far the restore of one store is: what the metrics and ``/readyz`` read."""
+
+    state: str
+    partition: int
+    start: int
+    end: int
+    position: int
+    records: int = 0
+    done: bool = False
+
+    @property
+    def remaining(self) -> int:
+        """Changelog records still to read (an upper bound: compaction leaves gaps)."""
+        return max(0, self.end - self.position)
+
+
+class Changelog:
+    """The changelog topic of one state: `flush` a store's changes to it, `restore` a store from it."""
+
+    def __init__(self, connection: KafkaConnection, topic: str, partitions: int, *,
+                 replication_factor: int | None = None, client_id: str = "streamflow-changelog",
+                 connect_timeout: float = 60.0, linger_ms: int = 5) -> None:
+        self.connection = connection
+        self.topic = topic
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self.linger_ms = linger_ms
+        self._producer: Producer | None = None
+        self._reader: Consumer | None = None
+
+    async def start(self) -> None:
+        """Connect, and create the topic or check that it fits (`ChangelogError` when it does not)."""
+        options = self.connection.client_options(self.client_id)
+        self._producer = await start_client(
+            lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=self.linger_ms),
+            f"changelog {self.topic}", self.connect_timeout, log)
+        self._reader = await start_client(
+            lambda: AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False,
+                                     auto_offset_reset="earliest"),
+            f"changelog {self.topic}", self.connect_timeout, log)
+        try:
+            admin: Admin = AIOKafkaAdminClient(**options)
+            await admin.start()
+            try:
+                await ensure_compacted_topic(admin, self.topic, self.partitions, self.replication_factor)
+            finally:
+                await admin.close()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for client in (self._producer, self._reader):
+            if client is not None:
+                await client.stop()
+        self._producer = self._reader = None
+
+    async def flush(self, store: StateStore) -> int:
+        """Write the store's changes since the last flush and the applied marker; return once all are acked."""
+        if self._producer is None:
+            raise RuntimeError(f"changelog {self.topic} is not started")
+        changes = store.take_changes()
+        if not changes:
+            return 0
+        source = str(store.partition).encode()
+        send = self._producer.send
+        acks = [await send(self.topic, c.value, key=CHANGE_PREFIX + c.key, partition=store.partition,
+                           headers=[(SOURCE_PARTITION, source), (SOURCE_OFFSET, b"%d" % c.offset)])
+                for c in changes]
+        acks.append(await send(self.topic, b"%d" % store.applied, key=APPLIED_KEY, partition=store.partition))
+        await asyncio.gather(*acks)
+        return len(changes)
+
+    async def restore(self, store: StateStore,
+                      on_progress: Callable[[RestoreProgress], None] | None = None) -> RestoreProgress:
+        """Fill a fresh ``store`` with its partition's changelog, up to the end offset as of now."""
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError(f"changelog {self.topic} is not started")
+        tp = TopicPartition(self.topic, store.partition)
+        reader.assign([tp])
+        start = (await reader.beginning_offsets([tp]))[tp]
+        end = (await reader.end_offsets([tp]))[tp]
+        progress = RestoreProgress(store.name, store.partition, start, end, start)
+        reader.seek(tp, start)
+        with store.batch():
+            while progress.position < end:
+                fetched = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
+                for record in fetched.get(tp, ()):
+                    if record.offset >= end:
+                        break
+                    self._apply(store, record)
+                    progress.records += 1
+                progress.position = await reader.position(tp)
+                if on_progress is not None:
+                    on_progress(progress)
+        progress.done = True
+        if on_progress is not None:
+            on_progress(progress)
+        log.info("restored %s[%d] from %s: %d records, applied up to offset %d", store.name, store.partition,
+                 self.topic, progress.records, store.applied)
+        return progress
+
+    def _apply(self, store: StateStore, record: ConsumerRecord) -> None:
+        key = record.key or b""
+        if key == APPLIED_KEY:
+            store.restore_applied(int(record.value or b"-1"))
+        elif key.startswith(CHANGE_PREFIX):
+            headers: dict[str, Any] = dict(record.headers)
+            if headers.get(SOURCE_PARTITION) != str(store.partition).encode():
+                raise ChangelogError(
+                    f"{self.topic}[{store.partition}]@{record.offset} came from source partition "
+                    f"{headers.get(SOURCE_PARTITION)!r}: the topic is shared with another input")
+            store.restore(key[1:], record.value, int(headers[SOURCE_OFFSET]))
+        else:
+            raise ChangelogError(f"{self.topic}[{store.partition}]@{record.offset} is not a streamflow "
+                                 f"changelog record (key {key[:20]!r})")
