@@ -200,6 +200,7 @@ def ensure_jars(cache_dir: Path | None = None, *, timeout: float = 1200.0,
     Returns ``cache_dir / "lib"``, to be used as the classpath ``lib/*``.
     """
     version = kafka_version()
+    find_java()  # no JVM, no broker: say so before fetching anything
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(version)
     lib = cache_dir / "lib"
     expected = _marker_text(version)
@@ -210,8 +211,8 @@ def ensure_jars(cache_dir: Path | None = None, *, timeout: float = 1200.0,
     with _FileLock(cache_dir / _LOCK, timeout=timeout):
         if _jars_ready(cache_dir, expected):  # someone else did it meanwhile
             return lib
+        find_java()  # fail early and clearly if there is no usable JVM (the first thing to install)
         mvn = find_mvn()
-        find_java()  # fail early and clearly if there is no usable JVM
         staging = Path(tempfile.mkdtemp(prefix="lib.partial-", dir=cache_dir))
         pom = cache_dir / "pom.xml"
         pom.write_text(POM)
