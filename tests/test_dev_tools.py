@@ -3,6 +3,7 @@ and the Kafka stumbles a newcomer hits first: no broker, a failing pipeline, the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -105,6 +106,27 @@ async def test_produce_a_template_then_tap_a_count_in_the_human_format(kafka, tm
     assert tapped.stdout.splitlines() == [f'{topic}[0]@{i}  {{"n":{100 + i},"kind":"demo"}}' for i in range(3)]
     everything = streamflow("tap", topic, "--from-beginning", "-b", kafka.bootstrap)
     assert len(everything.stdout.splitlines()) == 7
+
+
+@pytest.mark.kafka
+async def test_tap_waits_for_a_topic_created_after_it_started(kafka) -> None:
+    topic = f"later-{os.urandom(5).hex()}"  # created by the produce below (auto-create), not before
+    tap = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamflow.cli", "tap", topic, "--from-beginning", "--count", "2",
+        "--codec", "text", "-b", kafka.bootstrap, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.sleep(3)  # let the tap subscribe first (the test holds either way)
+        sent = await asyncio.to_thread(streamflow, "produce", topic, stdin=b"a\nb\n", KAFKA_BOOTSTRAP=kafka.bootstrap)
+        assert sent.returncode == 0, sent.stderr
+        out, err = await asyncio.wait_for(tap.communicate(), 90)  # well under aiokafka's 5-minute metadata age
+    finally:
+        if tap.returncode is None:
+            tap.kill()
+            await tap.wait()
+    assert tap.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert sorted(line.split("  ")[-1] for line in lines) == ["a", "b"] and lines[0].startswith(f"{topic}[")
 
 
 @pytest.mark.kafka

@@ -123,7 +123,7 @@ class Tap:
             p.source("kafka", name="kafka", bootstrap_servers=self.bootstrap, topics=[self.topic],
                      group_id=self.group or f"streamflow-tap-{uuid.uuid4().hex[:12]}", codec="raw",
                      auto_offset_reset="earliest" if self.from_beginning else "latest",
-                     connect_timeout=10.0)
+                     connect_timeout=10.0, metadata_max_age_ms=1000)  # a topic created later shows up
         return p.sink(sink), sink
 
     def run(self) -> RunResult:
