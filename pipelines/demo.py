@@ -1,15 +1,21 @@
 """The demo pipeline of pipelines/demo.yaml, written with the Python API.
 
     streamflow run pipelines/demo.py
+    python pipelines/demo.py          # the same, from the repository's root
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from streamflow import Pipeline
 
-from pipelines.demo_functions import add_total, is_purchase
+if __name__ == "__main__":  # `python pipelines/demo.py`: the repository root holds the `pipelines` package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.demo_functions import add_total, is_purchase  # noqa: E402 - after the path fix above
 
 pipeline = (
     Pipeline("demo")

@@ -188,6 +188,15 @@ def test_command(paths: tuple[str, ...], verbose: bool) -> None:
 # -- end of streamflow test -----------------------------------------------------------
 
 
+# -- local development: a dev broker, and events into and out of topics (streamflow/dev/) --
+from .dev.commands import dev, produce, tap  # noqa: E402 - registered here, defined there
+
+cli.add_command(dev)
+cli.add_command(tap)
+cli.add_command(produce)
+# -- end of local development commands --
+
+
 def main() -> None:
     """Entry point of the ``streamflow`` script."""
     cli(prog_name="streamflow")

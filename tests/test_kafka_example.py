@@ -25,6 +25,7 @@ async def test_kafka_enrich_yaml(kafka, pipeline_process):
             "order_id": i, "type": kind, "customer": f"c{i % 11}", "product_id": f"p{i % 5 + 1}",
             "quantity": i % 4 + 1}})
     events.append({"key": "bad", "partition": 0, "value": b"{\"order_id\": "})            # malformed
+    events.append({"key": "list", "partition": 2, "value": b"[1,2]"})                     # JSON, no object
     events.append({"key": "c1", "partition": 1, "value": {                                # unknown product
         "order_id": 1000, "type": "order", "customer": "c1", "product_id": "p99", "quantity": 1}})
     await kafka.produce(orders, events)
@@ -34,7 +35,7 @@ async def test_kafka_enrich_yaml(kafka, pipeline_process):
                             GROUP_ID=f"g-{orders}").start()
     expected = {i for i in range(300) if i % 3}
     out = await kafka.consume(enriched, lambda r: len(r) >= len(expected), what="enriched orders")
-    dlq = await kafka.consume(dead, lambda r: len(r) >= 2, what="dead letters")
+    dlq = await kafka.consume(dead, lambda r: len(r) >= 3, what="dead letters")
     proc.signal(signal.SIGTERM)
     assert await proc.wait() == 0, proc.tail()
 
@@ -50,6 +51,7 @@ async def test_kafka_enrich_yaml(kafka, pipeline_process):
     by_key = {r.key: dict(r.headers) | {"value": r.value} for r in dlq}
     assert by_key[b"bad"]["value"] == b"{\"order_id\": "
     assert by_key[b"bad"]["streamflow.stage"] == b"parse"
+    assert by_key[b"list"]["value"] == b"[1,2]" and by_key[b"list"]["streamflow.stage"] == b"filter"
     assert by_key[b"c1"]["streamflow.stage"] == b"price"
     assert b"unknown product 'p99'" in by_key[b"c1"]["streamflow.error"]
     assert by_key[b"c1"]["streamflow.source.topic"] == orders.encode()

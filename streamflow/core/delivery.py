@@ -10,6 +10,7 @@ from typing import Any
 
 from .backoff import Backoff
 from .channel import Channel
+from .error_text import describe
 from .errors import PipelineFailed
 from .result import RunnerHooks
 from .stage import Sink
@@ -70,8 +71,8 @@ class Delivery:
                 self.stats.retries += 1
                 if self.retry.exhausted(attempt):
                     raise PipelineFailed(f"sink {self.sink.name!r} {what} failed {attempt} times: "
-                                         f"{type(exc).__name__}: {exc}") from exc
+                                         f"{describe(exc)}") from exc
                 delay = self.retry.delay(attempt)
-                log.warning("sink %s %s failed (%s: %s); retry %d in %.2fs", self.sink.name, what,
-                            type(exc).__name__, exc, attempt, delay)
+                log.warning("sink %s %s failed (%s); retry %d in %.2fs", self.sink.name, what,
+                            describe(exc), attempt, delay)
                 await asyncio.sleep(delay)

@@ -27,9 +27,13 @@ async def source_loop(src: Source[Any], out: Channel, stats: StageStats, stoppin
     """Put ``src``'s batches into ``out`` until it is exhausted or ``stopping`` is set.
 
     A read still waiting when ``stopping`` is set is cancelled; a batch it
-    returns anyway is kept (its positions are tracked already).
+    returns anyway is kept (its positions are tracked already). A read still
+    pending when this loop itself is cancelled (the pipeline failed) is
+    cancelled and awaited before the loop ends, so it never outlives the
+    source it reads from (the runner closes the source next).
     """
     stop_wait = asyncio.create_task(stopping.wait())
+    read: asyncio.Future[Batch | None] | None = None
     try:
         while not stopping.is_set():
             read = asyncio.ensure_future(src.read())
@@ -47,6 +51,10 @@ async def source_loop(src: Source[Any], out: Channel, stats: StageStats, stoppin
             await _put_source_batch(batch, out, stats)
     finally:
         stop_wait.cancel()
+        if read is not None and not read.done():
+            read.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # its outcome no longer matters: the source closes
+                await read
 
 
 async def _put_source_batch(batch: Batch, out: Channel, stats: StageStats) -> None:

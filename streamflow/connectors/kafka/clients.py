@@ -11,12 +11,25 @@ from typing import Protocol, TypeVar
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from ...core.backoff import Backoff
+from ...core.error_text import describe
 from ._aiokafka import Producer
 
 log = logging.getLogger("streamflow.kafka.sink")
 
 #: How the first connection is retried (until the caller's timeout).
 CONNECT_RETRY = Backoff(backoff=0.2, max_backoff=5.0)
+
+
+class KafkaUnreachable(ConnectionError):
+    """No broker answered at the bootstrap address within ``connect_timeout``; the message says what to do."""
+
+
+def unreachable(what: str, bootstrap: str, timeout: float, exc: BaseException) -> KafkaUnreachable:
+    """The error a client that never connected fails with, with the hint a newcomer needs."""
+    return KafkaUnreachable(
+        f"{what}: cannot connect to Kafka at {bootstrap} within {timeout:g}s ({describe(exc)}). "
+        f"Is a broker running at {bootstrap}? Start one with `streamflow dev kafka`, "
+        "or set KAFKA_BOOTSTRAP to your broker's host:port")
 
 
 class _Client(Protocol):
@@ -28,11 +41,12 @@ ClientT = TypeVar("ClientT", bound=_Client)
 
 
 async def start_client(factory: Callable[[], ClientT], what: str, timeout: float,
-                       logger: logging.Logger) -> ClientT:
+                       logger: logging.Logger, bootstrap: str) -> ClientT:
     """Create and start an aiokafka client, retrying on `CONNECT_RETRY` for up to ``timeout`` seconds.
 
     A broker that is briefly unreachable at startup (a rolling restart, a
-    container starting before Kafka) is waited for instead of failing the run.
+    container starting before Kafka) is waited for instead of failing the run;
+    one that never answers fails it with `KafkaUnreachable`.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -47,9 +61,9 @@ async def start_client(factory: Callable[[], ClientT], what: str, timeout: float
             attempt += 1
             delay = CONNECT_RETRY.delay(attempt)
             if loop.time() + delay > deadline:
-                raise
-            logger.warning("%s: cannot connect yet (%s: %s); retrying in %.1fs",
-                           what, type(exc).__name__, exc, delay)
+                raise unreachable(what, bootstrap, timeout, exc) from exc
+            logger.warning("%s: cannot connect to %s yet (%s); retrying in %.1fs",
+                           what, bootstrap, describe(exc), delay)
             await asyncio.sleep(delay)
 
 
@@ -57,8 +71,9 @@ class RenewableProducer:
     """The Kafka sink's producer: started, replaced by a new one when it broke, stopped in time."""
 
     def __init__(self, what: str, new: Callable[[], Producer], connect_timeout: float,
-                 stop_timeout: float) -> None:
+                 stop_timeout: float, bootstrap: str) -> None:
         self.what = what
+        self.bootstrap = bootstrap
         self._new = new
         self._connect_timeout = connect_timeout
         self._stop_timeout = stop_timeout
@@ -77,7 +92,7 @@ class RenewableProducer:
         return self._current
 
     async def start(self) -> None:
-        self._current = await start_client(self._new, self.what, self._connect_timeout, log)
+        self._current = await start_client(self._new, self.what, self._connect_timeout, log, self.bootstrap)
 
     async def renew(self, broken: Producer, error: BaseException) -> None:
         """Replace a producer whose idempotence state is broken (new producer id, fresh sequences).
@@ -91,7 +106,7 @@ class RenewableProducer:
                 return
             log.warning("%s: producer unusable (%s: %s); starting a new one", self.what,
                         type(error).__name__, error)
-            self._current = await start_client(self._new, self.what, math.inf, log)
+            self._current = await start_client(self._new, self.what, math.inf, log, self.bootstrap)
         try:
             await asyncio.wait_for(broken.stop(), 5)
         except Exception as exc:  # noqa: BLE001 - it is broken already; its records are re-sent

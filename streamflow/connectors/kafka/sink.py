@@ -57,7 +57,7 @@ class KafkaSink(Sink[KafkaSinkConfig]):
         self._partitioning = Partitioning()
         self._use_encoder(RecordEncoder(c, raw_out=c.dead_letter_format == "raw"))
         self._producer = RenewableProducer(f"kafka sink {self.name}", self._new_producer, c.connect_timeout,
-                                           c.request_timeout_ms / 1000 + 5)
+                                           c.request_timeout_ms / 1000 + 5, c.bootstrap_servers)
         self._deliveries = self._new_deliveries(Backoff())
 
     def _use_encoder(self, encoder: RecordEncoder) -> None:

@@ -62,7 +62,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
         quiet_repeats()
         options = c.consumer_options(f"streamflow-{ctx.pipeline}-{self.name}")
         consumer: Consumer = await start_client(lambda: AIOKafkaConsumer(**options),
-                                                f"kafka source {self.name}", c.connect_timeout, log)
+                                                f"kafka source {self.name}", c.connect_timeout, log,
+                                                c.bootstrap_servers)
         self._consumer = consumer
         listener = _RebalanceListener(self)
         if c.pattern:
@@ -115,6 +116,18 @@ class KafkaSource(Source[KafkaSourceConfig]):
         offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in positions.items() if tp in owned}
         if offsets:
             await consumer.commit(offsets)
+
+    async def caught_up(self) -> bool:
+        """Joined, everything polled emitted, and every assigned partition read to its end (a tap's stop)."""
+        consumer = self._consumer
+        if consumer is None or not self._joined or self._fetched:
+            return False
+        assigned = list(consumer.assignment())
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        for tp in assigned:
+            if await consumer.position(tp) < ends[tp]:
+                return False
+        return True
 
     def lag(self) -> dict[TopicPartition, int]:
         """Messages behind the partition end (highwater - next offset to emit), per partition."""

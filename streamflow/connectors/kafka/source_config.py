@@ -41,6 +41,9 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
     isolation_level: Literal["read_uncommitted", "read_committed"] = Field(
         "read_uncommitted", description="read_committed skips aborted transactional messages")
     connect_timeout: float = Field(60.0, gt=0, description="seconds to keep retrying the first connection")
+    metadata_max_age_ms: int = Field(
+        300_000, ge=100, description="how often topic metadata is refreshed: how soon a topic created after "
+                                     "the source started, new partitions or `pattern` matches are consumed")
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -62,5 +65,5 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
         return self.client_options(
             default_client_id, "group_id", "group_instance_id", "auto_offset_reset", "fetch_max_wait_ms",
             "fetch_max_bytes", "max_partition_fetch_bytes", "session_timeout_ms", "heartbeat_interval_ms",
-            "max_poll_interval_ms", "rebalance_timeout_ms", "isolation_level",
+            "max_poll_interval_ms", "rebalance_timeout_ms", "isolation_level", "metadata_max_age_ms",
             enable_auto_commit=False, max_poll_records=self.batch_size)

@@ -1,17 +1,26 @@
+"""The Maven project that resolves Apache Kafka's broker jars (written into the jar cache, run by `ensure_jars`)."""
+
+from __future__ import annotations
+
+__all__ = ["POM"]
+
+#: ``pom.xml``: nothing is built from it; ``mvn dependency:copy-dependencies`` copies the
+#: runtime jars of the broker, the storage formatter and TopicCommand into one directory.
+POM = """\
 <?xml version="1.0" encoding="UTF-8"?>
 <!--
   Resolves the jars of a real Apache Kafka broker (KRaft, broker+controller)
-  for the streamflow test suite. Nothing is built from this pom: it only
-  exists so that
+  for `streamflow dev kafka` and the test suite. Nothing is built from this
+  pom: it only exists so that
 
-    mvn -q -f tests/kafka/pom.xml dependency:copy-dependencies \
+    mvn -q -f <cache>/pom.xml dependency:copy-dependencies \\
         -DincludeScope=runtime -DoutputDirectory=<cache>/lib
 
   drops every jar needed to run `kafka.Kafka`, the storage formatter and
   `org.apache.kafka.tools.TopicCommand` into one directory that is then used
-  as the JVM classpath (see tests/kafka/broker.py, which drives this).
+  as the JVM classpath (see streamflow/dev/kafka/jars.py, which drives this).
 
-  The Kafka version can be overridden with -Dkafka.version=4.x.y (broker.py
+  The Kafka version can be overridden with -Dkafka.version=4.x.y (jars.py
   passes it explicitly so the cache directory name and the jars agree).
 -->
 <project xmlns="http://maven.apache.org/POM/4.0.0"
@@ -99,3 +108,4 @@
     </pluginManagement>
   </build>
 </project>
+"""
