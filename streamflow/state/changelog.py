@@ -109,11 +109,11 @@ class Changelog:
         options = self.connection.client_options(self.client_id)
         self._producer = await start_client(
             lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=self.linger_ms),
-            f"changelog {self.topic}", self.connect_timeout, log)
+            f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
         self._reader = await start_client(
             lambda: AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                      auto_offset_reset="earliest"),
-            f"changelog {self.topic}", self.connect_timeout, log)
+            f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
         try:
             admin: Admin = AIOKafkaAdminClient(**options)
             await admin.start()
