@@ -110,15 +110,14 @@ class Window(Transform[WindowConfig]):
             try:
                 t = self._time(m) if self._time is not None else now
                 assert t is not None
-                p = m.partition
-                if t > maxes.get(p, -math.inf):
-                    maxes[p] = t
+                if t > maxes.get(m.partition, -math.inf):
+                    maxes[m.partition] = t
                 self._add(m, t, watermark)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
                 await self.errors.handle(m, exc, None, batch)
         if self.tracker is not None:
-            for p, t in maxes.items():
-                self.tracker.observe(p, t)
+            for part, latest in maxes.items():
+                self.tracker.observe(part, latest)
         if self.holds is not None and maxes:
             assert isinstance(self.assigner, Sliding)
             self.holds.hold(batch, max(maxes.values()) + self.assigner.size)
