@@ -24,14 +24,19 @@ class WatermarkSink(MemorySink):
 
 
 class StepSource(Source):
-    """Emits each step as one batch; before step i waits until the sink has seen ``after[i]`` writes."""
+    """Emits each step as one batch; before step i waits until the sink has seen ``after[i]`` writes.
 
-    def __init__(self, steps: list[list[Any]], after: list[int]) -> None:
+    Step i comes from partition ``partitions[i]`` (default: all from partition 0).
+    """
+
+    def __init__(self, steps: list[list[Any]], after: list[int], partitions: list[Any] | None = None) -> None:
         super().__init__()
         self.steps, self.after = steps, after
+        self.partitions = partitions or [0] * len(steps)
         self.sink: WatermarkSink | None = None
         self.committed: dict[Any, Any] = {}
-        self._i = self._offset = 0
+        self._i = 0
+        self._offsets: dict[Any, int] = {}
 
     async def read(self) -> Batch | None:
         if self._i >= len(self.steps):
@@ -40,12 +45,12 @@ class StepSource(Source):
         async with asyncio.timeout(20):
             while len(self.sink.writes) < self.after[self._i]:
                 await asyncio.sleep(0.002)
-        values = self.steps[self._i]
+        values, part = self.steps[self._i], self.partitions[self._i]
         self._i += 1
-        start = self._offset
-        self._offset += len(values)
-        msgs = [Message(v, topic="steps", partition=0, offset=start + j) for j, v in enumerate(values)]
-        return Batch(msgs, [self.tracker.track(0, self._offset)])
+        start = self._offsets.get(part, 0)
+        end = self._offsets[part] = start + len(values)
+        msgs = [Message(v, topic="steps", partition=part, offset=start + j) for j, v in enumerate(values)]
+        return Batch(msgs, [self.tracker.track(part, end)])
 
     async def checkpoint(self, positions: dict[Any, Any]) -> None:
         self.committed.update(positions)

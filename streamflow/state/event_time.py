@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.message import Message
 from ..core.refs import FunctionRef
-from ..transforms.fields import path_getter
 
 __all__ = ["EventTime", "to_seconds"]
 
@@ -51,7 +50,7 @@ class EventTime(BaseModel):
             raise ValueError("event_time needs exactly one of `field`, `fn` or `timestamp: true`"
                              + (f", got {' and '.join(sources)}" if sources else ""))
         if self.field is not None:
-            path_getter(self.field)  # rejects malformed paths
+            _path_getter(self.field)  # rejects malformed paths
         if self.timestamp and self.unit != "s":
             raise ValueError("`unit` applies to `field` and `fn`; message timestamps are in seconds")
         return self
@@ -65,7 +64,7 @@ class EventTime(BaseModel):
             fn, what = self.fn, f"function {self.fn.__module__}:{self.fn.__qualname__}"
         else:
             assert self.field is not None
-            fn, what = path_getter(self.field), f"field {self.field!r}"
+            fn, what = _path_getter(self.field), f"field {self.field!r}"
 
         def extract(msg: Message) -> float:
             raw = fn(msg.value)
@@ -74,6 +73,14 @@ class EventTime(BaseModel):
             return to_seconds(raw, scale, what)
 
         return extract
+
+
+def _path_getter(path: str) -> Callable[[Any], Any]:
+    """`transforms.fields.path_getter`, imported on use: the transforms package imports this module
+    (the `window` transform), so importing it at the top would make a cycle."""
+    from ..transforms.fields import path_getter
+
+    return path_getter(path)
 
 
 def _message_timestamp(msg: Message) -> float:

@@ -1,141 +1,95 @@
-"""window: tumbling-window aggregation, by processing time or event time, optionally per key.
+"""window: tumbling, hopping, sliding and session windows by event or processing time, per key.
 
-Each event falls in the window ``[start, start + size)`` of its time (event
-time from ``time_field``, in epoch seconds, or the wall clock when it arrives),
-per value of the ``key`` field. When a window closes, one event is emitted:
-``{window_start, window_end, key?, <aggregates>…}``.
+Each event goes into its windows (see `streamflow.state.windows` for the
+kinds) per key (``key`` field or ``key_fn``). Event time comes from
+``event_time`` (or ``time_field``); without it, the wall clock when the event
+arrives. With event time a watermark per input partition (`WatermarkTracker`:
+the latest event time minus ``allowed_lateness``, the minimum over partitions,
+quiet ones left out after ``idle_timeout``) decides when a window is complete;
+with processing time the clock does. A complete window emits one event
+``{window_start, window_end, key?, <aggregates>…}``; the windows still open at
+the end of the stream or at shutdown are emitted then.
 
-Acks: every input batch that contributed to an open window is held by it
-(one reference per window), so a source position is committed only after the
-results of all windows covering it are written (contract 2).
+An event behind the watermark whose windows are all closed is *late*: with
+``late: drop`` it is counted as filtered, with ``late: error`` it goes to the
+stage's ``on_error`` (so ``dead_letter`` keeps it). Acks: a window holds the
+acks of the input batches that fed it until it is written (`window_state`).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 from ..core.acks import Ack
 from ..core.batch import Batch
 from ..core.errors import ErrorHandler
 from ..core.message import Message
-from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
-from ..core.stage import EventTransformConfig, StageContext, Transform
-from .aggregations import AGGREGATIONS, Aggregation, aggregation, number, parse_aggregate
+from ..core.stage import StageContext, Transform
+from ..state.watermarks import WatermarkTracker
+from ..state.windows import Hopping, Sliding, TimeWindow, Tumbling, Windows
+from .aggregations import AGGREGATIONS, Aggregation, aggregation, parse_aggregate
 from .fields import path_getter
+from .window_config import WindowConfig
+from .window_state import AckHolds, WindowFold, WindowState
 
-__all__ = ["AGGREGATIONS", "Aggregation", "Window", "WindowConfig", "aggregation", "parse_aggregate"]
+__all__ = ["AGGREGATIONS", "Aggregation", "LateEvent", "Window", "WindowConfig", "aggregation",
+           "parse_aggregate"]
 
-
-# -- config ---------------------------------------------------------------------------
-#: Fields every window result has; aggregates may not use these names.
-RESERVED = ("window_start", "window_end", "key")
-
-
-class WindowConfig(EventTransformConfig):
-    size: float = Field(gt=0, description="window length in seconds (windows are aligned to multiples "
-                                          "of it since the epoch)")
-    time_field: str | None = Field(None, description="event field (dotted path) holding the event time "
-                                                     "in epoch seconds; null: processing time")
-    allowed_lateness: float = Field(0.0, ge=0, description="event time: seconds a window stays open "
-                                                           "after a later event's time passes its end")
-    late: Literal["drop", "error"] = Field("drop", description="an event whose window is already "
-                                                               "closed: drop it (counted as filtered) "
-                                                               "or send it to `on_error`")
-    key: str | None = Field(None, description="event field (dotted path) to group by; one window "
-                                              "per key value")
-    aggregate: dict[str, Any] = Field(default_factory=dict, description=(
-        "output field -> aggregation: `count: null`, `n: count`, `total: {sum: amount}`; "
-        f"aggregations: {', '.join(sorted(AGGREGATIONS))}"))
-    fn: FunctionRef | None = Field(None, description="`module:function` called with the list of a "
-                                                     "window's values; a mapping result is merged into "
-                                                     "the output, anything else is stored as `result`")
-
-    @field_validator("aggregate")
-    @classmethod
-    def _aggregates(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name, spec in v.items():
-            if name in RESERVED:
-                raise ValueError(f"aggregate name {name!r} is reserved ({', '.join(RESERVED)})")
-            parse_aggregate(name, spec)
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> WindowConfig:
-        if not self.aggregate and self.fn is None:
-            raise ValueError("window needs `aggregate`, `fn` or both")
-        for path in (self.time_field, self.key):
-            if path is not None:
-                path_getter(path)  # rejects malformed paths
-        if self.allowed_lateness and self.time_field is None:
-            raise ValueError("`allowed_lateness` applies to event time (`time_field`)")
-        return self
-
-
-def _present(value: Any) -> bool:
-    """The "field" of an aggregation without one (`count` of events): always there."""
-    return True
+Closed = list[tuple[Hashable, TimeWindow, WindowState]]
 
 
 class LateEvent(Exception):
-    """An event arrived after its window closed (``late: error``)."""
-
-
-# -- the transform --------------------------------------------------------------------
-class _Window:
-    """One open (window, key): aggregate states, values for ``fn``, and the acks it holds."""
-
-    __slots__ = ("start", "key", "states", "values", "acks", "created", "seq")
-
-    def __init__(self, start: float, key: Any, states: list[Any], created: float) -> None:
-        self.start = start
-        self.key = key
-        self.states = states
-        self.values: list[Any] = []
-        self.acks: list[Ack] = []
-        self.created = created
-        self.seq = -1  # last input batch that contributed
+    """An event arrived after all its windows closed (``late: error``)."""
 
 
 @TRANSFORMS.register("window")
 class Window(Transform[WindowConfig]):
-    """Tumbling windows of ``size`` seconds, by processing time or event time (``time_field``), per ``key``.
+    """Tumbling windows of ``size`` seconds, or hopping, sliding or session windows, per ``key``.
 
-    When a window closes it emits one event ``{window_start, window_end, key?, <aggregates>…}``
-    (built-in aggregations or a user function). With event time a watermark
-    closes windows; an event behind it goes to ``late``. The inputs' positions
-    are committed only once every window holding them has been written.
+    By event time (``event_time`` or ``time_field``; a watermark per input
+    partition closes windows) or processing time. When a window closes it
+    emits one event ``{window_start, window_end, key?, <aggregates>…}``
+    (built-in aggregations or a user function). An event behind the watermark
+    is late: dropped and counted, or sent to ``on_error``. The inputs'
+    positions are committed only once every window holding them is written.
     """
 
     def setup(self) -> None:
         cfg = self.config
-        self.size: float = int(cfg.size) if cfg.size.is_integer() else cfg.size
-        self.event_time = cfg.time_field is not None
-        self._time = path_getter(cfg.time_field) if cfg.time_field is not None else None
-        self._key = path_getter(cfg.key) if cfg.key is not None else None
-        self._aggs: list[tuple[str, Callable[[Any], Any] | None, Aggregation]] = []
-        for name, spec in cfg.aggregate.items():
-            op, field = parse_aggregate(name, spec)
-            self._aggs.append((name, path_getter(field) if field else None, AGGREGATIONS[op]()))
-        self._initial = [agg.initial for _, _, agg in self._aggs]
-        self._steps = [(get or _present, agg.step) for _, get, agg in self._aggs]
-        #: Timed or in-place aggregations need `_fold`; the others take the one-line fast path.
-        self._gets = [get for get, _ in self._steps]
-        self._agg_objects = [agg for _, _, agg in self._aggs]
-        self._simple = not any(agg.timed or agg.in_place for _, _, agg in self._aggs)
+        self.assigner = cfg.assigner()
+        sliding = isinstance(self.assigner, Sliding)
+        self.fold = WindowFold(cfg.aggregate, keep_values=cfg.fn is not None, owns_acks=not sliding)
+        self.windows: Windows[WindowState] = Windows(self.assigner, self.fold)
+        #: Sliding windows: input batches held until no open window can take their events.
+        self.holds = AckHolds() if sliding else None
+        source = cfg.time_source()
+        self._time = source.extractor() if source is not None else None
+        self.event_time = source is not None
+        self.tracker = WatermarkTracker(cfg.allowed_lateness, cfg.idle_timeout) if self.event_time else None
+        self._key: Callable[[Any], Any] | None = \
+            path_getter(cfg.key) if cfg.key is not None else cfg.key_fn
+        #: Hopping windows overlap: an event is checked once before it enters several.
+        self._precheck = isinstance(self.assigner, Hopping) and not isinstance(self.assigner, Tumbling) \
+            and self.assigner.step < self.assigner.size
         self.fn = cfg.fn
         self.errors = ErrorHandler(self.name, cfg.on_error)
         #: Wall clock (epoch seconds) for processing time, replaceable in tests.
         self.clock = time.time
-        self.tick_interval = None if self.event_time else min(self.size / 4, 1.0)
-        self._open: dict[float, dict[Any, _Window]] = {}  # start -> key -> window
-        self._max_time: float | None = None  # event time: the latest seen
-        self._seq = 0
+        self.tick_interval = self._tick_interval()
+
+    def _tick_interval(self) -> float | None:
+        """How often `tick` looks for due windows: processing time, or idle partitions."""
+        cfg = self.config
+        if self.event_time:
+            return None if cfg.idle_timeout is None else min(cfg.idle_timeout / 2, 1.0)
+        span = cfg.gap if cfg.kind == "session" else cfg.step if cfg.kind == "hopping" else cfg.size
+        assert span is not None
+        return min(span / 4, 1.0)
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
@@ -143,141 +97,91 @@ class Window(Transform[WindowConfig]):
 
     @property
     def watermark(self) -> float | None:
-        """Event time below which windows are complete (processing time: the clock)."""
-        if not self.event_time:
-            return self.clock()
-        if self._max_time is None:
-            return None
-        return self._max_time - self.config.allowed_lateness
+        """Time below which windows are complete: the event-time watermark, or the clock."""
+        return self.tracker.watermark if self.tracker is not None else self.clock()
 
     # -- intake -----------------------------------------------------------------------
     async def process(self, batch: Batch) -> Batch | None:
-        self._seq += 1
-        seq = self._seq
-        touched: list[_Window] = []
-        now = None if self.event_time else self.clock()
+        watermark = self.watermark  # late is judged against the watermark before this batch
+        now = None if self.event_time else watermark
+        self.fold.begin(batch)
+        maxes: dict[Hashable, float] = {}  # partition -> latest event time in this batch
         for m in batch.messages:
             try:
-                w = self._add(m, now, batch.created)
+                t = self._time(m) if self._time is not None else now
+                assert t is not None
+                if t > maxes.get(m.partition, -math.inf):
+                    maxes[m.partition] = t
+                self._add(m, t, watermark)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
                 await self.errors.handle(m, exc, None, batch)
-                continue
-            if w is not None and w.seq != seq:
-                w.seq = seq
-                touched.append(w)
-        if touched:  # each window holds one reference on the batch's acks
-            batch.retain(len(touched) - 1)
-            for w in touched:
-                w.acks.extend(batch.acks)
+        if self.tracker is not None:
+            for part, latest in maxes.items():
+                self.tracker.observe(part, latest)
+        if self.holds is not None and maxes:
+            assert isinstance(self.assigner, Sliding)
+            self.holds.hold(batch, max(maxes.values()) + self.assigner.size)
         else:
-            batch.ack()
-        watermark = self.watermark
-        return await self._emit(self._due(watermark)) if watermark is not None else None
+            batch.ack()  # the windows hold their own references
+        return await self._close(self.watermark)
 
-    def _add(self, msg: Message, now: float | None, created: float) -> _Window | None:
-        """Fold ``msg`` into its window; None when it is late and dropped."""
+    def _add(self, msg: Message, t: float, watermark: float | None) -> None:
+        """Fold ``msg`` into its windows; a late one is counted (``drop``) or raised (``error``)."""
         value = msg.value
-        if self._time is not None:
-            ts = self._time(value)
-            if ts is None:
-                raise ValueError(f"event has no time field {self.config.time_field!r}")
-            ts = number(ts)
-        else:
-            assert now is not None
-            ts = now
-        size = self.size
-        start = ts // size * size
-        if now is None and self._max_time is not None \
-                and start + size <= self._max_time - self.config.allowed_lateness:
-            if self.config.late == "error":
-                raise LateEvent(f"event time {ts} is in window [{start}, {start + size}) "
-                                f"which closed at watermark {self.watermark}")
-            if self.ctx is not None:
-                self.ctx.stats.filtered += 1
-            return None
         key = self._key(value) if self._key is not None else None
-        by_key = self._open.get(start)
-        w = by_key.get(key) if by_key is not None else None
-        states = w.states if w is not None else self._initial
-        if self._simple:
-            new = [s if (x := get(value)) is None else step(s, x)
-                   for s, (get, step) in zip(states, self._steps, strict=True)]
-        else:
-            new = self._fold(states, value, ts)
-        if w is None:
-            hash(key)  # an unhashable key fails here, before a window exists
-            w = self._open.setdefault(start, {})[key] = _Window(start, key, new, created)
-        else:
-            w.states = new
-        if self.fn is not None:
-            w.values.append(value)
-        if now is None and (self._max_time is None or ts > self._max_time):
-            self._max_time = ts
-        return w
-
-    def _fold(self, states: list[Any], value: Any, ts: float) -> list[Any]:
-        """The states after folding in ``value``; an exception leaves ``states`` as they were.
-
-        In-place aggregations are checked first and stepped last, once nothing else can fail.
-        """
-        new = list(states)
-        in_place: list[tuple[int, Aggregation, Any]] = []
-        for i, (get, agg) in enumerate(zip(self._gets, self._agg_objects, strict=True)):
-            x = get(value)
-            if x is None:
-                continue
-            if agg.timed:
-                x = (ts, x)
-            if agg.in_place:
-                agg.check(x)
-                in_place.append((i, agg, x))
-            else:
-                new[i] = agg.step(states[i], x)
-        for i, agg, x in in_place:
-            new[i] = agg.step(new[i], x)
-        return new
+        if self._precheck:
+            self.fold.check(t, value)
+        if self.windows.add(key, t, value, watermark) is not None:
+            return
+        if self.config.late == "error":
+            raise LateEvent(f"event time {t} is behind the watermark {watermark}: "
+                            "every window it belongs to is closed")
+        if self.ctx is not None:
+            self.ctx.stats.filtered += 1
 
     # -- output -----------------------------------------------------------------------
     async def tick(self) -> Batch | None:
-        return None if self.event_time else await self._emit(self._due(self.clock()))
+        return await self._close(self.watermark)
 
     async def flush(self) -> list[Batch]:
-        out = await self._emit(self._due(None))
+        out = await self._emit(self.windows.flush())
+        if self.holds is not None:
+            self.holds.release_all()
         return [out] if out is not None else []
 
-    def _due(self, watermark: float | None) -> list[_Window]:
-        """Remove and return the windows ending at or before ``watermark`` (None: all), oldest first."""
-        size = self.size
-        starts = sorted(s for s in self._open if watermark is None or s + size <= watermark)
-        return [w for s in starts for w in self._open.pop(s).values()]
+    async def _close(self, watermark: float | None) -> Batch | None:
+        """Emit the windows complete at ``watermark``, then let go of batches no window needs."""
+        out = await self._emit(self.windows.close(watermark))
+        if self.holds is not None:
+            self.holds.release(watermark)
+        return out
 
-    async def _emit(self, windows: list[_Window]) -> Batch | None:
-        if not windows:
+    async def _emit(self, closed: Closed) -> Batch | None:
+        if not closed:
             return None
         out: list[Message] = []
         acks: list[Ack] = []
-        for w in windows:
-            acks.extend(w.acks)
-            msg = await self._result(w)
+        for key, window, state in closed:
+            held = self.fold.emit(state)
+            acks.extend(held)
+            msg = await self._result(key, window, state, held)
             if msg is not None:
                 out.append(msg)
-        return Batch(out, acks, min(w.created for w in windows))
+        return Batch(out, acks, min(state.created for _, _, state in closed))
 
-    async def _result(self, w: _Window) -> Message | None:
-        value: dict[str, Any] = {"window_start": w.start, "window_end": w.start + self.size}
+    async def _result(self, key: Any, window: TimeWindow, state: WindowState, acks: list[Ack]) -> Message | None:
+        value: dict[str, Any] = {"window_start": window.start, "window_end": window.end}
         if self._key is not None:
-            value["key"] = w.key
-        for (name, _, agg), state in zip(self._aggs, w.states, strict=True):
-            value[name] = agg.result(state)
-        key = w.key if w.key is None or isinstance(w.key, (str, bytes)) else str(w.key)
-        msg = Message(value, key=key)
+            value["key"] = key
+        value.update(self.fold.results(state))
+        msg = Message(value, key=key if key is None or isinstance(key, (str, bytes)) else str(key))
         if self.fn is None:
             return msg
+        values = state.values or []
         try:
-            extra = await self._call_fn(w.values)
+            extra = await self._call_fn(values)
         except Exception as exc:  # noqa: BLE001 - the error policy decides
-            handled = await self.errors.handle(msg, exc, lambda: self._call_fn(w.values),
-                                               Batch([msg], w.acks))
+            handled = await self.errors.handle(msg, exc, lambda: self._call_fn(values), Batch([msg], acks))
             if not handled.recovered:
                 return None
             extra = handled.value
