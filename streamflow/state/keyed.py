@@ -32,14 +32,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.stage import Source
-from .changelog import Changelog, RestoreProgress, changelog_topic
 from .stores import StateStore, open_store
 from .views import MapState, ValueState, _View
+
+if TYPE_CHECKING:  # the changelog imports the Kafka connector, which imports the transforms that import this
+    from .changelog import Changelog, RestoreProgress
 
 log = logging.getLogger("streamflow.state")
 
@@ -156,6 +158,10 @@ class KeyedState:
     # -- partition listener ------------------------------------------------------------
     async def assigned(self, source: Source[Any], topic: str, partitions: Collection[int], total: int) -> None:
         """Restore the states of ``partitions`` from their changelogs."""
+        from .changelog import RestoreProgress
+
+        if not partitions:
+            return
         if not self._changelogs:
             await self._start_changelogs(source, total)
         for partition in sorted(partitions):
@@ -186,6 +192,7 @@ class KeyedState:
 
     async def _start_changelogs(self, source: Source[Any], partitions: int) -> None:
         from ..connectors.kafka.security import KafkaConnection
+        from .changelog import Changelog, changelog_topic
 
         connection = source.config
         if not isinstance(connection, KafkaConnection):

@@ -15,10 +15,10 @@ from pydantic import Field
 
 from ..core.batch import Batch
 from ..core.message import Message
+from ..core.partitions import PartitionListener
 from ..core.refs import FunctionRef
 from ..core.refs import name_of as _name_of
 from ..core.registry import TRANSFORMS
-from ..core.partitions import PartitionListener
 from ..core.stage import EventTransformConfig, StageContext
 from ..state.keyed import KeyedState, StateKind
 from .base import EventTransform, is_async_callable
@@ -27,7 +27,7 @@ from .base import EventTransform, is_async_callable
 class FunctionConfig(EventTransformConfig):
     fn: FunctionRef = Field(description="the user function, `module:function` in YAML")
     state: dict[str, StateKind] | None = Field(
-        None, description="keyed state the function gets as a second argument: name -> `value` or `map`; "
+        None, min_length=1, description="keyed state the function gets as a second argument: name -> `value` or `map`; "
                           "needs a Kafka source (the state is partitioned like it, keyed by the event key)")
     state_backend: Literal["memory", "disk"] = Field(
         "memory", description="where the state lives: `memory`, or `disk` (RocksDB) for state larger than "
@@ -49,8 +49,6 @@ class _FunctionTransform(EventTransform[FunctionConfig]):
         self.is_async = is_async_callable(self.fn)
         self.keyed: KeyedState | None = None
         if c.state is not None:
-            if not c.state:
-                raise ValueError("`state` declares no state; give `name: value` or `name: map` entries")
             self.keyed = KeyedState(c.name or self.type_name, c.state, c.state_backend, c.state_dir)
 
     def serial_reason(self) -> str | None:
