@@ -18,17 +18,16 @@ side (`Source.add_partition_listener`), so no engine module imports a connector.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from .stage import Source
+from typing import Protocol
 
 
 class PartitionListener(Protocol):
     """Told by a partitioned source which input partitions it owns."""
 
-    async def assigned(self, source: Source[Any], topic: str, partitions: Collection[int], total: int) -> None:
-        """``partitions`` of ``topic`` (which has ``total`` partitions) are now ours; none is read yet."""
+    async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
+        """``partitions`` of ``topic`` (which has ``total`` partitions) are now ours; none is read yet.
+
+        ``source`` is the `Source` telling (its config has the connection a changelog needs)."""
         ...
 
     async def revoked(self, topic: str, partitions: Collection[int]) -> None:

@@ -156,7 +156,7 @@ class KeyedState:
             await self._flushing
 
     # -- partition listener ------------------------------------------------------------
-    async def assigned(self, source: Source[Any], topic: str, partitions: Collection[int], total: int) -> None:
+    async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
         """Restore the states of ``partitions`` from their changelogs."""
         from .changelog import RestoreProgress
 
@@ -190,13 +190,13 @@ class KeyedState:
                 for store in scope._stores:
                     store.close()
 
-    async def _start_changelogs(self, source: Source[Any], partitions: int) -> None:
+    async def _start_changelogs(self, source: object, partitions: int) -> None:
         from ..connectors.kafka.security import KafkaConnection
         from .changelog import Changelog, changelog_topic
 
-        connection = source.config
-        if not isinstance(connection, KafkaConnection):
-            raise TypeError(f"source {source.name!r} has no Kafka connection for the state changelog")
+        connection = getattr(source, "config", None)
+        if not isinstance(source, Source) or not isinstance(connection, KafkaConnection):
+            raise TypeError(f"source {source!r} has no Kafka connection for the state changelog")
         pipeline = source.ctx.pipeline if source.ctx is not None else "pipeline"
         for name in self.states:
             changelog = Changelog(connection, changelog_topic(pipeline, name), partitions,
