@@ -157,12 +157,27 @@ class Pipeline:
             if other is not stage:
                 both = f"two {stage.kind}s" if other.kind == stage.kind else f"a {other.kind} and a {stage.kind}"
                 raise ConfigError(f"{both} are named {stage.name!r}; give them distinct `name`s")
+        self._check_partitioned_input()
         if self.dead_letter_sink is None:
             for stage in self.stages():
                 if any(p.uses_dead_letter() for p in stage.error_policies()):
                     raise ConfigError(f"stage {stage.name!r} uses on_error dead_letter but the pipeline "
                                       "has no dead_letter sink")
         return self
+
+    def _check_partitioned_input(self) -> None:
+        """A stage with keyed state needs one partitioned input: its state is partitioned like it."""
+        for t in self.transforms:
+            if t.partition_listener() is None:
+                continue
+            if len(self.sources) != 1:
+                raise ConfigError(f"stage {t.name!r} keeps keyed state, which needs exactly one (Kafka) "
+                                  f"source; the pipeline has {len(self.sources)}")
+            problem = self.sources[0].partitioned_input_problem()
+            if problem is not None:
+                raise ConfigError(f"stage {t.name!r} keeps keyed state, which is partitioned like its input "
+                                  f"and restored from a Kafka changelog, but source "
+                                  f"{self.sources[0].name!r} cannot feed it: {problem}")
 
     # -- running and drawing (by the engine) -----------------------------
     #: Runs and draws pipelines; `streamflow.core` sets it to `LocalEngine` when it is imported.

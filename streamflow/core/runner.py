@@ -178,6 +178,11 @@ class Runner:
         if p.dead_letter_sink is not None:
             order.append(p.dead_letter_sink)
         order += [*p.transforms, *p.sources]
+        for t in p.transforms:  # before a source opens: the first assignment must reach the stage
+            listener = t.partition_listener()
+            if listener is not None:
+                for s in p.sources:
+                    s.add_partition_listener(listener)
         for comp in order:
             await comp.open(self._ctx(comp))
             opened.append(comp)

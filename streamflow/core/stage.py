@@ -24,6 +24,7 @@ from .errors import ComponentConfigError, ErrorHandler, ErrorPolicy
 from .stats import StageStats
 
 if TYPE_CHECKING:
+    from .partitions import PartitionListener
     from .settings import PipelineSettings
 
 
@@ -219,6 +220,14 @@ class Source(Component[C]):
         """Events known to be waiting upstream per partition (for metrics)."""
         return {}
 
+    def partitioned_input_problem(self) -> str | None:
+        """Why this source cannot feed a stage with keyed state (None: it can: one partitioned input)."""
+        return "it is not a partitioned (Kafka) input"
+
+    def add_partition_listener(self, listener: PartitionListener) -> None:
+        """Tell ``listener`` of every partition assignment and revocation (partitioned sources only)."""
+        raise TypeError(f"source {self.name!r}: {self.partitioned_input_problem()}")
+
 
 class Transform(Component[TC]):
     """Async batch -> batch(es).
@@ -254,6 +263,13 @@ class Transform(Component[TC]):
     def serial_reason(self) -> str | None:
         """Why this stage runs one batch at a time (None: it may run ``concurrency`` at once)."""
         return "it processes one batch at a time, in order"
+
+    def partition_listener(self) -> PartitionListener | None:
+        """The listener of a stage that keeps state per input partition (None: it keeps none).
+
+        Such a stage needs a partitioned input; the runner registers the listener
+        with the source before the source opens."""
+        return None
 
     @abstractmethod
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:

@@ -1,22 +1,38 @@
-"""map, filter and flat_map: user functions applied to each event's value."""
+"""map, filter and flat_map: user functions applied to each event's value, optionally with keyed state.
+
+A stage that declares ``state`` (``state: {balance: value}``) calls its
+function as ``fn(value, state)``: ``state.balance`` is a `ValueState` (or, for
+``map``, a `MapState`) bound to the event's key. The state is partitioned like
+the Kafka input and restored from a changelog topic (`streamflow.state.keyed`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ..core.batch import Batch
 from ..core.message import Message
+from ..core.partitions import PartitionListener
 from ..core.refs import FunctionRef
 from ..core.refs import name_of as _name_of
 from ..core.registry import TRANSFORMS
-from ..core.stage import EventTransformConfig
+from ..core.stage import EventTransformConfig, StageContext
+from ..state.keyed import KeyedState, StateKind
 from .base import EventTransform, is_async_callable
 
 
 class FunctionConfig(EventTransformConfig):
     fn: FunctionRef = Field(description="the user function, `module:function` in YAML")
+    state: dict[str, StateKind] | None = Field(
+        None, min_length=1, description="keyed state the function gets as a second argument: name -> `value` or `map`; "
+                          "needs a Kafka source (the state is partitioned like it, keyed by the event key)")
+    state_backend: Literal["memory", "disk"] = Field(
+        "memory", description="where the state lives: `memory`, or `disk` (RocksDB) for state larger than "
+                              "memory; either is restored from the changelog topic on start")
+    state_dir: Path | None = Field(None, description="directory of the `disk` state (default: a temporary one)")
 
 
 class _FunctionTransform(EventTransform[FunctionConfig]):
@@ -28,17 +44,59 @@ class _FunctionTransform(EventTransform[FunctionConfig]):
     """
 
     def setup(self) -> None:
-        self.fn = self.config.fn
+        c = self.config
+        self.fn = c.fn
         self.is_async = is_async_callable(self.fn)
+        self.keyed: KeyedState | None = None
+        if c.state is not None:
+            self.keyed = KeyedState(c.name or self.type_name, c.state, c.state_backend, c.state_dir)
 
     def serial_reason(self) -> str | None:
+        if self.keyed is not None:
+            return "its keyed state is applied in input order, one event at a time"
         if self.is_async:
             return None
         return (f"fn {_name_of(self.fn)} is a plain function, which runs one event at a time on the "
                 "event loop; make it `async def` to have several calls in flight")
 
+    def partition_listener(self) -> PartitionListener | None:
+        return self.keyed
+
+    @property
+    def ready(self) -> bool:
+        """False while keyed state is being restored."""
+        return self.keyed is None or self.keyed.ready
+
+    async def open(self, ctx: StageContext) -> None:
+        await super().open(ctx)
+        if self.keyed is not None:
+            self.keyed.stage = self.name
+            self.keyed.on_failure = ctx.fail
+
+    async def close(self) -> None:
+        if self.keyed is not None:
+            await self.keyed.close()
+
     def call(self, msg: Message) -> Any:
+        if self.keyed is not None:
+            return self.fn(msg.value, self.keyed.enter(msg))
         return self.fn(msg.value)
+
+    async def process(self, batch: Batch) -> Batch | list[Batch] | None:
+        keyed = self.keyed
+        if keyed is None:
+            return await super().process(batch)
+        if not all(keyed.owns(m) for m in batch.messages):
+            # stragglers of a partition revoked before they drained: its new owner reads them again
+            batch = batch.derive([m for m in batch.messages if keyed.owns(m)])
+        out = await self._per_event(batch)
+        keyed.hold_until_flushed(out)
+        return out
+
+    async def flush(self) -> list[Batch]:
+        if self.keyed is not None:
+            await self.keyed.drain()
+        return []
 
 
 @TRANSFORMS.register("map")

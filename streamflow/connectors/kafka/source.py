@@ -22,6 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ...core.batch import Batch
 from ...core.errors import ErrorHandler
+from ...core.partitions import PartitionListener
 from ...core.registry import SOURCES
 from ...core.stage import Source, StageContext
 from ._aiokafka import Consumer, ConsumerRecord, TopicPartition
@@ -53,6 +54,9 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._next: dict[TopicPartition, int] = {}  # next offset per partition (for lag)
         self._joined = False
         self.errors = ErrorHandler(self.name, self.config.on_error)
+        self._listeners: list[PartitionListener] = []
+        #: Assigned partitions whose listeners are done: only their records are emitted.
+        self._readable: set[TopicPartition] = set()
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
@@ -84,17 +88,31 @@ class KafkaSource(Source[KafkaSourceConfig]):
         """Started and joined the group once (it may own no partition: more members than partitions)."""
         return self._consumer is not None and self._joined
 
+    # -- partitioned input (keyed state) ----------------------------------------------
+    def partitioned_input_problem(self) -> str | None:
+        if self.config.pattern or len(self.config.topics or ()) != 1:
+            return "it consumes several topics (or a pattern); keyed state needs exactly one input topic"
+        return None
+
+    def add_partition_listener(self, listener: PartitionListener) -> None:
+        self._listeners.append(listener)
+
     # -- reading -------------------------------------------------------------
     async def read(self) -> Batch:
         """The next partition's batch; waits (polling) until there is one. Never ends."""
         fetched = self._fetched
         while not fetched:
-            assert self._consumer is not None, "read() before open()"
-            data = await self._consumer.getmany(timeout_ms=self.config.poll_timeout_ms,
-                                                max_records=self.config.batch_size)
+            consumer = self._consumer
+            assert consumer is not None, "read() before open()"
+            data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms,
+                                          max_records=self.config.batch_size)
             for tp, records in data.items():
-                if records:
-                    fetched.append((tp, records))
+                if not records:
+                    continue
+                if self._listeners and tp not in self._readable:
+                    consumer.seek(tp, records[0].offset)  # fetched while its listeners run: read it again later
+                    continue
+                fetched.append((tp, records))
         tp, records = fetched.popleft()
         msgs, decoded = self._decoder.messages(tp.topic, tp.partition, records)
         end = records[-1].offset + 1
@@ -175,11 +193,43 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self.tracker.forget(revoked)
         for tp in revoked:
             self._next.pop(tp, None)
+        self._readable -= revoked
+        await self._tell_listeners(revoked, assigned=False)
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._joined = True
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("kafka source %s: assigned %s", self.name,
                  ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "no partitions")
+        consumer = self._consumer
+        new = assigned - self._readable
+        if self._listeners and new and consumer is not None:
+            consumer.pause(*new)  # no record of theirs is fetched until the listeners are done
+            await self._tell_listeners(new, assigned=True)
+            self._readable |= new
+            consumer.resume(*new)
+        self._joined = True
+
+    async def _tell_listeners(self, partitions: set[TopicPartition], *, assigned: bool) -> None:
+        """Run the partition listeners (keyed state: restore, or let go); a failure fails the pipeline.
+
+        aiokafka only logs what a rebalance callback raises, so the error goes to the
+        runner through `StageContext.fail`."""
+        by_topic: dict[str, set[int]] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        try:
+            for topic, parts in by_topic.items():
+                for listener in self._listeners:
+                    if assigned:
+                        total = len((self._consumer.partitions_for_topic(topic) if self._consumer else None)
+                                    or parts)
+                        await listener.assigned(self, topic, parts, total)
+                    else:
+                        await listener.revoked(topic, parts)
+        except Exception as exc:
+            log.error("kafka source %s: a partition listener failed: %s", self.name, exc)
+            if self.ctx is not None:
+                self.ctx.fail(exc)
+            raise
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no type hints
@@ -192,4 +242,4 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]  # ai
         await self._source._on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._source._on_assigned(set(assigned))
+        await self._source._on_assigned(set(assigned))
