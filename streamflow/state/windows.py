@@ -145,11 +145,18 @@ class _FixedWindows(KeyWindows[S]):
         self.open: dict[TimeWindow, S] = {}
 
     def add(self, t: float, value: Any, watermark: float | None) -> list[TimeWindow] | None:
-        complete = self.complete
-        windows = [w for w in self.windows(t) if not complete(w.end, watermark)]
+        complete, fold, open_ = self.complete, self.fold, self.open
+        windows = self.windows(t)
+        if len(windows) == 1:  # tumbling: no filtering list to build
+            w = windows[0]
+            if complete(w.end, watermark):
+                return None
+            state = open_.get(w)
+            open_[w] = fold.step(fold.initial() if state is None else state, t, value)
+            return windows
+        windows = [w for w in windows if not complete(w.end, watermark)]
         if not windows:
             return None
-        fold, open_ = self.fold, self.open
         for w in windows:
             state = open_.get(w)
             open_[w] = fold.step(fold.initial() if state is None else state, t, value)
@@ -303,7 +310,7 @@ class Windows(Generic[S]):
             if windows.next_due() is None:
                 del self._keys[key]
             return None
-        self._schedule(key, min(w.end for w in placed))
+        self._schedule(key, placed[0].end if len(placed) == 1 else min(w.end for w in placed))
         return placed
 
     def _schedule(self, key: Hashable, end: float) -> None:
