@@ -212,32 +212,8 @@ def ensure_jars(cache_dir: Path | None = None, *, timeout: float = 1200.0,
         if _jars_ready(cache_dir, expected):  # someone else did it meanwhile
             return lib
         find_java()  # fail early and clearly if there is no usable JVM (the first thing to install)
-        mvn = find_mvn()
-        staging = Path(tempfile.mkdtemp(prefix="lib.partial-", dir=cache_dir))
-        pom = cache_dir / "pom.xml"
-        pom.write_text(POM)
-        cmd = [
-            mvn, "-B", "-f", str(pom),
-            f"-Dkafka.version={version}",
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={staging}",
-        ]
-        if quiet:
-            cmd.insert(1, "-q")
         started = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise KafkaHarnessError(f"mvn timed out after {timeout:.0f}s: {' '.join(cmd)}") from exc
-        if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise KafkaHarnessError(
-                f"resolving Kafka {version} jars with Maven failed (exit {proc.returncode}):\n"
-                f"  {' '.join(cmd)}\n{tail}"
-            )
+        staging = _resolve_with_maven(cache_dir, version, timeout, quiet)
         (cache_dir / _MARKER).unlink(missing_ok=True)
         if lib.exists():
             shutil.rmtree(lib)
@@ -248,4 +224,34 @@ def ensure_jars(cache_dir: Path | None = None, *, timeout: float = 1200.0,
             print(f"resolved Kafka {version} jars into {lib} in "
                   f"{time.monotonic() - started:.1f}s", file=sys.stderr)
     return lib
+
+
+def _resolve_with_maven(cache_dir: Path, version: str, timeout: float, quiet: bool) -> Path:
+    """Copy the broker's runtime jars into a new staging directory of ``cache_dir`` with Maven."""
+    mvn = find_mvn()
+    staging = Path(tempfile.mkdtemp(prefix="lib.partial-", dir=cache_dir))
+    pom = cache_dir / "pom.xml"
+    pom.write_text(POM)
+    cmd = [
+        mvn, "-B", "-f", str(pom),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
+    if quiet:
+        cmd.insert(1, "-q")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise KafkaHarnessError(f"mvn timed out after {timeout:.0f}s: {' '.join(cmd)}") from exc
+    if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise KafkaHarnessError(
+            f"resolving Kafka {version} jars with Maven failed (exit {proc.returncode}):\n"
+            f"  {' '.join(cmd)}\n{tail}"
+        )
+    return staging
 
