@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .core.errors import ConfigError
 from .core.pipeline import Pipeline
-from .core.result import EXIT_CONFIG, EXIT_OK, RunResult
+from .core.result import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunResult
 from .core.settings import HttpSettings
 from .loading import load
 from .observability.logging import FORMATS, redact, setup_logging
@@ -108,7 +108,8 @@ def _report(result: RunResult, quiet: bool, log_format: str) -> None:
     """The one-line summary on stderr (a JSON log line in JSON mode); on success nothing if quiet."""
     if quiet and result.exit_code == EXIT_OK:
         return
-    summary = redact(result.summary())
+    # a failure the runner caught is already logged with its reason: the summary gives the counts
+    summary = redact(result.summary(reason=not (result.exit_code == EXIT_FAILED and result.error is not None)))
     if log_format == "json":
         level = logging.INFO if result.exit_code == EXIT_OK else logging.ERROR
         log.log(level, summary, extra={"exit_code": result.exit_code, "events_in": result.events_in,

@@ -53,6 +53,7 @@ class Delivery:
                 batch.ack()
             stats.events_out += n
             stats.batches_out += 1
+            stats.last_event_at = time.monotonic()
         await self._retrying("flush", sink.flush)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:

@@ -50,7 +50,15 @@ class ComponentConfigError(ValidationError, ConfigError):
 
 
 class PipelineFailed(Exception):
-    """The pipeline stopped because a stage's `fail` policy fired or a stage crashed (exit 1)."""
+    """The pipeline stopped because a stage's `fail` policy fired or a stage crashed (exit 1).
+
+    ``where`` holds structured log fields locating the failure (pipeline, stage,
+    source position); the runner logs the failure once, with them.
+    """
+
+    def __init__(self, message: str, where: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.where = where or {}
 
 
 class ErrorPolicy(Backoff):
@@ -180,10 +188,8 @@ class ErrorHandler:
         if action == "dead_letter":
             await self._dead_letter(msg, error, attempts, batch)
             return DEAD_LETTERED
-        log.error("stage %s: failed on event at %s: %s", self.stage, msg.position(), _describe(error),
-                  extra=self._where(msg))
         raise PipelineFailed(f"stage {self.stage!r} failed on event at {msg.position()}: "
-                             f"{_describe(error)}") from error
+                             f"{_describe(error)}", self._where(msg)) from error
 
     async def _retry(self, msg: Message, error: BaseException,
                      retry: Callable[[], Any]) -> Handled | tuple[BaseException, int]:

@@ -64,6 +64,8 @@ async def _put_source_batch(batch: Batch, out: Channel, stats: StageStats) -> No
         return
     if not batch.created:
         batch.created = time.monotonic()
+    if not stats.first_event_at:
+        stats.first_event_at = batch.created
     stats.events_out += n
     stats.batches_out += 1
     await out.put(batch)

@@ -54,8 +54,22 @@ class RunResult:
         """Events written to the dead-letter sink."""
         return sum(s.dead_lettered for s in self.stats)
 
-    def summary(self) -> str:
-        """One line for the end of `streamflow run`."""
-        rate = self.events_in / self.elapsed if self.elapsed > 0 else 0.0
-        return (f"{self.reason}: {self.events_in} in, {self.events_out} out, {self.errors} errors, "
-                f"{self.dead_lettered} dead-lettered in {self.elapsed:.2f}s ({rate:,.0f} events/s)")
+    @property
+    def active_seconds(self) -> float:
+        """Seconds from the first event read to the last one written: the span events flowed in.
+
+        Unlike `elapsed` it leaves out start-up and the time a source waited for
+        input with nothing in flight at either end of the run.
+        """
+        firsts = [s.first_event_at for s in self.stats if s.kind == "source" and s.first_event_at]
+        lasts = [s.last_event_at for s in self.stats if s.kind in ("sink", "dead_letter") and s.last_event_at]
+        return max(0.0, max(lasts) - min(firsts)) if firsts and lasts else 0.0
+
+    def summary(self, reason: bool = True) -> str:
+        """One line for the end of `streamflow run` (``reason=False``: the outcome without the reason)."""
+        active = self.active_seconds
+        head = self.reason if reason else self.reason.split(":", 1)[0]
+        rate = (f" ({self.events_in / active:,.0f} events/s over the {active:.2f}s events flowed)"
+                if active > 0 else "")
+        return (f"{head}: {self.events_in} in, {self.events_out} out, {self.errors} errors, "
+                f"{self.dead_lettered} dead-lettered in {self.elapsed:.2f}s{rate}")

@@ -251,7 +251,7 @@ class Runner:
         if self._failure is None:
             self._failure = exc
             if isinstance(exc, PipelineFailed):
-                log.error("pipeline %s failed: %s", self.pipeline.name, exc)
+                log.error("pipeline %s failed: %s", self.pipeline.name, exc, extra=exc.where)
             else:
                 log.error("stage %s crashed: %s: %s", task_name, type(exc).__name__, exc, exc_info=exc)
         self.abort(f"failed: {exc}")

@@ -21,6 +21,9 @@ class StageStats:
     dead_lettered: int = 0
     filtered: int = 0
     busy_seconds: float = 0.0
+    #: Monotonic time of the first batch a source read (sources) / the last batch written (sinks).
+    first_event_at: float = 0.0
+    last_event_at: float = 0.0
     commits: int = 0
     commit_errors: int = 0
 
