@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from streamflow import Pipeline
 from streamflow.cli import cli
-from streamflow.config import InvalidConfig, load_yaml
+from streamflow.config import InvalidConfig, load_yaml, loads_yaml
 from streamflow.connectors.files_sink import FileSink
 from streamflow.core.errors import ConfigError
 
@@ -194,3 +194,12 @@ def test_docs_without_kind() -> None:
     assert sinks and all(line.startswith("sink ") for line in sinks)
     window = CliRunner().invoke(cli, ["docs", "window"]).output
     assert "module docstring" not in window and "Tumbling windows of ``size`` seconds" in window
+
+
+def test_a_module_not_on_the_import_path_says_where_modules_are_looked_for() -> None:
+    with pytest.raises(ConfigError) as info:
+        loads_yaml("name: p\nsource: {type: generator, count: 1}\n"
+                   "stages:\n  - {type: map, fn: 'nosuchpkg.functions:double'}\nsink: {type: stdout}\n")
+    text = str(info.value)
+    assert "No module named 'nosuchpkg'" in text
+    assert "the working directory" in text and "run from the directory the module path is relative to" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -22,7 +23,12 @@ def resolve(ref: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} of {ref!r}: {exc}") from None
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name and module_name.startswith(exc.name):
+            hint = (f" (modules are found on the import path: the working directory {os.getcwd()}, "
+                    "a YAML pipeline's own directory, and PYTHONPATH; run from the directory the "
+                    "module path is relative to, or add that directory to PYTHONPATH)")
+        raise ValueError(f"cannot import module {module_name!r} of {ref!r}: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module raised while being imported
         raise ValueError(f"importing module {module_name!r} of {ref!r} failed: "
                          f"{type(exc).__name__}: {exc}{_where(exc)}") from None
