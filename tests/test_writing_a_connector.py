@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import sqlite3
@@ -31,7 +32,7 @@ def rows(db: Path) -> list[tuple[int, str]]:
 
 
 def test_readme_shows_the_shipped_files_verbatim() -> None:
-    for name in ("sqlite_sink.py", "sqlite.yaml"):
+    for name in ("sqlite_sink.py", "sqlite.yaml", "sqlite_source.py", "mask.py", "copy.yaml"):
         assert (EXAMPLE / name).read_text().rstrip("\n") in README, f"README's copy of {name} is stale"
 
 
@@ -90,3 +91,16 @@ def test_the_author_api_exports_what_it_lists() -> None:
     assert all(hasattr(api, name) for name in api.__all__)
     for name in ("Source", "Transform", "Sink", "Codec", "Aggregation", "SINKS", "ComponentConfig"):
         assert name in api.__all__
+
+
+def test_the_source_and_transform_examples_read_back_and_resume(tmp_path: Path) -> None:
+    subprocess.run(["cp", "-r", str(ROOT / "pipelines"), str(tmp_path / "pipelines")], check=True)
+    assert streamflow("run", "pipelines/connector/sqlite.yaml", cwd=tmp_path).returncode == 0
+    first = streamflow("run", "pipelines/connector/copy.yaml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    events = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
+    assert [e["id"] for e in events] == list(range(1000))
+    assert all(re.fullmatch(r"\*{0,2}\d", e["amount"]) for e in events)  # 1..500, all but the last digit
+    assert any(e["amount"].startswith("**") for e in events)
+    again = streamflow("run", "pipelines/connector/copy.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and "completed: 0 in, 0 out" in again.stderr  # resumed after the last row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 
 import orjson
 from pydantic import Field
@@ -42,7 +43,7 @@ class SqliteSink(Sink[SqliteSinkConfig]):
                 for m in batch]
         await asyncio.to_thread(self._insert, rows)  # keep the event loop free meanwhile
 
-    def _insert(self, rows: list[tuple[object, ...]]) -> None:
+    def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
         assert self.db is not None
         with self.db:  # one transaction: committed when this block ends, or rolled back
             self.db.executemany(self.insert, rows)
