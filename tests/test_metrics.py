@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from restoring_stage import RestoringStage, finish
 
 from streamflow import Pipeline
 from streamflow.connectors.memory import MemorySink, MemorySource
@@ -16,6 +18,7 @@ from streamflow.core.runner import EXIT_OK, Runner
 from streamflow.core.stage import Source
 from streamflow.observability.metrics import PipelineMetrics, partition_labels
 from streamflow.observability.server import OpsServer, serve
+from streamflow.state.changelog import RestoreProgress
 
 
 async def scrape(port: int) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
@@ -161,3 +164,33 @@ def test_partition_labels() -> None:
     assert partition_labels(TP()) == ("t", "3")
     assert partition_labels(("t", 1)) == ("t", "1")
     assert partition_labels(0) == ("", "0")
+
+
+def test_state_restore_metrics_while_restoring_and_once_restored() -> None:
+    balance0 = RestoreProgress("balance", 0, start=0, end=100, position=60, records=55)
+    balance1 = RestoreProgress("balance", 1, start=10, end=10, position=10, records=0, done=True)
+    runner = Runner(Pipeline("bank").source(MemorySource(values=[1]))
+                    .transform(RestoringStage("accounts", [balance0, balance1]))
+                    .map(lambda v: v, name="plain")
+                    .sink(MemorySink()), handle_signals=False)
+    metrics = PipelineMetrics(runner)
+
+    def restore_lines() -> list[str]:
+        text = generate_latest(metrics.registry).decode()
+        return [line for line in text.splitlines() if line.startswith("streamflow_state_restore")]
+
+    labels = 'partition="{}",pipeline="bank",stage="accounts",state="balance"'
+    assert restore_lines() == [
+        f"streamflow_state_restore_remaining_records{{{labels.format(0)}}} 40.0",
+        f"streamflow_state_restore_remaining_records{{{labels.format(1)}}} 0.0",
+        f"streamflow_state_restored_records_total{{{labels.format(0)}}} 55.0",
+        f"streamflow_state_restored_records_total{{{labels.format(1)}}} 0.0",
+    ]  # the stage without state ("plain") has no samples
+
+    finish(balance0)
+    assert restore_lines() == [
+        f"streamflow_state_restore_remaining_records{{{labels.format(0)}}} 0.0",
+        f"streamflow_state_restore_remaining_records{{{labels.format(1)}}} 0.0",
+        f"streamflow_state_restored_records_total{{{labels.format(0)}}} 95.0",
+        f"streamflow_state_restored_records_total{{{labels.format(1)}}} 0.0",
+    ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from restoring_stage import RestoringStage, finish
 
 from streamflow import Pipeline
 from streamflow.connectors.memory import MemorySink, MemorySource
@@ -16,6 +17,7 @@ from streamflow.core.batch import Batch
 from streamflow.core.runner import EXIT_OK, Runner
 from streamflow.core.stage import Sink, StageContext
 from streamflow.observability.server import OpsServer, serve
+from streamflow.state.changelog import RestoreProgress
 
 
 async def get(port: int, path: str, accept: str | None = None) -> tuple[int, Any, str]:
@@ -146,3 +148,30 @@ async def test_serve_fails_loudly_when_the_port_is_taken() -> None:
         taken.listen()
         with pytest.raises(OSError):
             await serve(runner, "127.0.0.1", taken.getsockname()[1])
+
+
+async def test_readyz_is_503_while_keyed_state_restores_and_200_once_restored() -> None:
+    progress = RestoreProgress("balance", 3, start=0, end=500, position=200, records=180)
+    stage = RestoringStage("accounts", [progress])
+    runner = Runner(Pipeline("bank").source(MemorySource(values=list(range(10_000)), batch_size=10))
+                    .transform(stage).sink(MemorySink(delay=0.01)), handle_signals=False)
+    async with OpsServer(runner, "127.0.0.1", 0) as server:
+        assert server.port
+        task = asyncio.create_task(runner.run())
+        await until(lambda: runner.state == "running", "running")
+        status, body, _ = await get(server.port, "/readyz")
+        assert status == 503 and body["state"] == "running"
+        assert body["restoring"] == ["accounts"] and body["not_ready"] == ["accounts"]
+        assert body["reason"] == "restoring state: accounts"
+        _, text, _ = await get(server.port, "/metrics")
+        assert ('streamflow_state_restore_remaining_records{partition="3",pipeline="bank",stage="accounts",'
+                'state="balance"} 300.0') in text
+
+        finish(progress)
+        status, body, _ = await get(server.port, "/readyz")
+        assert status == 200 and body == {"ready": True, "state": "running"}
+        _, text, _ = await get(server.port, "/metrics")
+        assert ('streamflow_state_restore_remaining_records{partition="3",pipeline="bank",stage="accounts",'
+                'state="balance"} 0.0') in text
+        runner.stop()
+        await task

@@ -13,6 +13,10 @@ know of each change, at the right moment:
 
 The engine knows this protocol only; the Kafka source implements the calling
 side (`Source.add_partition_listener`), so no engine module imports a connector.
+
+`StateRestore` is what such a stage reports of each store's restore
+(`Transform.state_restores`): the observability layer turns it into the
+restore metrics without knowing where the state lives.
 """
 
 from __future__ import annotations
@@ -32,4 +36,33 @@ class PartitionListener(Protocol):
 
     async def revoked(self, topic: str, partitions: Collection[int]) -> None:
         """``partitions`` of ``topic`` are drained, committed and given up."""
+        ...
+
+
+class StateRestore(Protocol):
+    """The restore of one store of a stage's state: one input partition of one declared state."""
+
+    @property
+    def state(self) -> str:
+        """The declared state's name."""
+        ...
+
+    @property
+    def partition(self) -> int:
+        """The input partition the store belongs to."""
+        ...
+
+    @property
+    def records(self) -> int:
+        """Changelog records applied so far."""
+        ...
+
+    @property
+    def remaining(self) -> int:
+        """Changelog records still to read (0 once restored)."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """True once the store is restored."""
         ...

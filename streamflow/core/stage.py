@@ -24,7 +24,7 @@ from .errors import ComponentConfigError, ErrorHandler, ErrorPolicy
 from .stats import StageStats
 
 if TYPE_CHECKING:
-    from .partitions import PartitionListener
+    from .partitions import PartitionListener, StateRestore
     from .settings import PipelineSettings
 
 
@@ -270,6 +270,11 @@ class Transform(Component[TC]):
         Such a stage needs a partitioned input; the runner registers the listener
         with the source before the source opens."""
         return None
+
+    def state_restores(self) -> list[StateRestore]:
+        """The restore of each state store this stage holds, running or done (for the restore
+        metrics). Default: none, a stage without keyed state."""
+        return []
 
     @abstractmethod
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:

@@ -3,8 +3,9 @@
 `PipelineMetrics` is two things at once:
 
 * a prometheus-client ``Collector`` that reads the runner's plain counters
-  (`StageStats`, `Channel` measurements, each source's `lag`) at scrape time,
-  so the hot path never touches a metric object for them;
+  (`StageStats`, `Channel` measurements, each source's `lag`, each stateful
+  transform's `state_restores`) at scrape time, so the hot path never touches
+  a metric object for them;
 * a `RunnerHooks` observer feeding the two histograms the counters cannot
   give: per-stage batch latency and end-to-end latency.
 
@@ -54,6 +55,7 @@ STAGE_COUNTERS: dict[str, tuple[str, str]] = {
 
 STAGE_LABELS = ("pipeline", "stage", "kind")
 CHANNEL_LABELS = ("pipeline", "channel")
+RESTORE_LABELS = ("pipeline", "stage", "state", "partition")
 
 
 def partition_labels(partition: Hashable) -> tuple[str, str]:
@@ -142,6 +144,7 @@ class PipelineMetrics(RunnerHooks, Collector):
         yield from self._collect_stages(runner, pipeline)
         yield from self._collect_channels(runner, pipeline)
         yield from self._collect_sources(runner, pipeline)
+        yield from self._collect_restores(runner, pipeline)
         up = GaugeMetricFamily("streamflow_up", "1 while the pipeline process serves metrics.",
                                labels=["pipeline"])
         up.add_metric([pipeline], 1)
@@ -210,3 +213,21 @@ class PipelineMetrics(RunnerHooks, Collector):
                 lag.add_metric([pipeline, src.name, topic, number], value)
         yield lag
         yield pending
+
+    @staticmethod
+    def _collect_restores(runner: Runner, pipeline: str) -> Iterator[Metric]:
+        remaining = GaugeMetricFamily(
+            "streamflow_state_restore_remaining_records",
+            "Changelog records a state store still has to restore (0 once restored; /readyz is 503 until then).",
+            labels=RESTORE_LABELS)
+        restored = CounterMetricFamily(
+            "streamflow_state_restored_records",
+            "Changelog records restored into a state store since its input partition was assigned.",
+            labels=RESTORE_LABELS)
+        for stage in runner.pipeline.transforms:
+            for progress in stage.state_restores():
+                labels = [pipeline, stage.name, progress.state, str(progress.partition)]
+                remaining.add_metric(labels, progress.remaining)
+                restored.add_metric(labels, progress.records)
+        yield remaining
+        yield restored

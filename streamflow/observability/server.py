@@ -5,8 +5,9 @@
 * ``/healthz`` — 200 as long as the event loop answers. It is served by the
   loop itself, so a blocked or dead loop fails the liveness probe.
 * ``/readyz`` — 200 only while `Runner.ready` (running, every source and sink
-  connected); 503 with a JSON reason while starting, draining or stopped,
-  so a load balancer or Kubernetes stops routing to a pod that is going away.
+  connected, no keyed state being restored); 503 with a JSON reason while
+  starting, restoring, draining or stopped, so a load balancer or Kubernetes
+  stops routing to a pod that is going away or not caught up yet.
 
 `serve` is a runner *watcher*: the runner starts it as a task before it opens
 any stage (``/readyz`` says 503 while sources connect) and cancels it at the end.
@@ -97,11 +98,16 @@ class OpsServer:
         if runner.ready:
             return _json(200, {"ready": True, "state": runner.state})
         waiting = [c.name for c in runner.pipeline.stages() if not c.ready]
+        restoring = [t.name for t in runner.pipeline.transforms
+                     if any(not r.done for r in t.state_restores())]
+        connecting = [n for n in waiting if n not in restoring]
         if runner.state != "running":
             reason = f"pipeline is {runner.state}"
         else:
-            reason = "not connected: " + ", ".join(waiting)
-        return _json(503, {"ready": False, "state": runner.state, "reason": reason, "not_ready": waiting})
+            reason = "; ".join([*(["restoring state: " + ", ".join(restoring)] if restoring else []),
+                                *(["not connected: " + ", ".join(connecting)] if connecting else [])])
+        return _json(503, {"ready": False, "state": runner.state, "reason": reason, "not_ready": waiting,
+                           "restoring": restoring})
 
 
 async def serve(runner: Runner, host: str = "127.0.0.1", port: int = 8080, *,

@@ -92,7 +92,7 @@ class KeyedState:
         self._own_directory = False
         self._changelogs: dict[str, Changelog] = {}
         self._scopes: dict[int, StateScope] = {}  # by input partition
-        self._restoring: dict[tuple[str, int], RestoreProgress] = {}
+        self._restores: dict[tuple[str, int], RestoreProgress] = {}  # of every store held, running or done
         self._flushing: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
 
@@ -100,12 +100,15 @@ class KeyedState:
     @property
     def ready(self) -> bool:
         """False while a restore runs (``/readyz`` says 503)."""
-        return not self._restoring
+        return all(p.done for p in self._restores.values())
 
     @property
     def restores(self) -> list[RestoreProgress]:
-        """The restores in progress (for the restore metric)."""
-        return list(self._restoring.values())
+        """The restore of every store held, running or done (for the restore metrics).
+
+        A store's record goes with its partition's revocation; a partition
+        assigned again is restored, and counted, afresh."""
+        return list(self._restores.values())
 
     def enter(self, msg: Message) -> StateScope:
         """Start ``msg`` on its partition's stores and bind the states to its key."""
@@ -164,27 +167,33 @@ class KeyedState:
             return
         if not self._changelogs:
             await self._start_changelogs(source, total)
+        pending = [(name, partition) for partition in sorted(partitions) for name in self.states]
+        for name, partition in pending:  # every store is "restoring" from now: not ready, and in the metrics
+            self._restores[(name, partition)] = RestoreProgress(name, partition, 0, 0, 0)
         for partition in sorted(partitions):
             stores = []
             for name in self.states:
                 store = open_store(self.backend, self._store_directory(name, partition), name, partition)
-                key = (name, partition)
-                self._restoring[key] = RestoreProgress(name, partition, 0, 0, 0)
                 try:
                     await self._changelogs[name].restore(store, self._on_progress)
-                finally:
-                    self._restoring.pop(key, None)
+                except BaseException:  # a failed restore fails the stage: the stores not restored are not held
+                    for key in pending:
+                        if not self._restores[key].done:
+                            del self._restores[key]
+                    raise
                 stores.append(store)
             views = {name: _VIEWS[kind](store) for (name, kind), store in zip(self.states.items(), stores,
                                                                                 strict=True)}
             self._scopes[partition] = StateScope(views, stores)
 
     def _on_progress(self, progress: RestoreProgress) -> None:
-        self._restoring[(progress.state, progress.partition)] = progress
+        self._restores[(progress.state, progress.partition)] = progress
 
     async def revoked(self, topic: str, partitions: Collection[int]) -> None:
         """Close the stores of ``partitions`` (drained and committed by the source)."""
         for partition in partitions:
+            for name in self.states:
+                self._restores.pop((name, partition), None)
             scope = self._scopes.pop(partition, None)
             if scope is not None:
                 for store in scope._stores:

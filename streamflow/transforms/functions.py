@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ..core.batch import Batch
 from ..core.message import Message
-from ..core.partitions import PartitionListener
+from ..core.partitions import PartitionListener, StateRestore
 from ..core.refs import FunctionRef
 from ..core.refs import name_of as _name_of
 from ..core.registry import TRANSFORMS
@@ -61,6 +61,9 @@ class _FunctionTransform(EventTransform[FunctionConfig]):
 
     def partition_listener(self) -> PartitionListener | None:
         return self.keyed
+
+    def state_restores(self) -> list[StateRestore]:
+        return list(self.keyed.restores) if self.keyed is not None else []
 
     @property
     def ready(self) -> bool:
