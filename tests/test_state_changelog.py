@@ -9,8 +9,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamflow.connectors.kafka.security import KafkaConnection
+from streamflow.connectors.kafka.source import KafkaSource
 from streamflow.state import StateStore, ValueState, open_store
 from streamflow.state.changelog import Changelog, ChangelogError, RestoreProgress, changelog_topic
+from streamflow.state.keyed import KeyedState
 from streamflow.state.topics import _cleanup_policy, _partition_count
 
 pytestmark = pytest.mark.kafka
@@ -154,3 +156,29 @@ def test_topic_names_are_kafka_safe() -> None:
     assert changelog_topic("orders pipeline", "seen/ids") == "orders_pipeline-seen_ids-changelog"
     with pytest.raises(ChangelogError, match="longer than Kafka's 249"):
         changelog_topic("p" * 250, "s")
+
+
+async def test_keyed_state_reports_each_stores_restore_until_its_partition_is_revoked(kafka, tmp_path: Path) -> None:
+    name = f"counts{uuid.uuid4().hex[:8]}"
+    writer = Changelog(KafkaConnection(bootstrap_servers=kafka.bootstrap), changelog_topic("pipeline", name), 2)
+    await writer.start()
+    try:
+        store = open_store("memory", tmp_path / "w", name, 1)
+        _count(store, [(i, f"user-{i % 10}") for i in range(50)])
+        assert await writer.flush(store) == 10  # 10 changes + the applied marker: 11 records
+    finally:
+        await writer.stop()
+
+    keyed = KeyedState("accounts", {name: "value"}, directory=tmp_path / "k")
+    source = KafkaSource(bootstrap_servers=kafka.bootstrap, topics=["in"], group_id="g")
+    assert keyed.restores == [] and keyed.ready
+    try:
+        await keyed.assigned(source, "in", [0, 1], 2)
+        restores = {p.partition: p for p in keyed.restores}
+        assert keyed.ready and sorted(restores) == [0, 1]
+        assert all(p.done and p.remaining == 0 and p.state == name for p in restores.values())
+        assert restores[1].records == 11 and restores[0].records == 0
+        await keyed.revoked("in", [1])
+        assert [p.partition for p in keyed.restores] == [0]
+    finally:
+        await keyed.close()
