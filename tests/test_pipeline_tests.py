@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,7 +71,8 @@ def test_the_examples_pass_through_the_cli() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failed" in proc.stdout
     for example in ("demo.test.yaml", "sqlite.test.yaml", "errors/fail.yaml", "errors/skip.yaml",
-                    "errors/retry.yaml", "errors/dead_letter.yaml", "[demo.py]"):
+                    "errors/retry.yaml", "errors/dead_letter.yaml", "[demo.py]",
+                    "clicks_per_minute.test.yaml", "sessions.test.yaml"):
         assert example in proc.stdout
     assert not (ROOT / "pipelines" / "connector" / "orders.db").exists()  # the sink was in memory
 
@@ -165,6 +167,37 @@ def test_tests_key_in_the_pipeline_file(project: Path) -> None:
     from streamflow.config import load_yaml
 
     assert load_yaml(pipeline).name == "orders"  # `run` ignores the key
+
+
+WINDOWED = """
+name: counts
+source: {type: generator, count: 1}
+stages:
+  - {type: window, size: 10, time_field: t, allowed_lateness: 1, late: error, on_error: dead_letter,
+     aggregate: {ids: {collect: id}}}
+sinks: [{type: file, path: out/counts.jsonl}]
+dead_letter: {type: file, path: out/dead.jsonl}
+"""
+
+
+@pytest.mark.parametrize("batch_size, windows, late", [
+    (1, [{"window_start": 0, "window_end": 10, "ids": [1]}, {"window_start": 10, "window_end": 20, "ids": [2]}],
+     [{"t": 3, "id": 3}]),
+    (None, [{"window_start": 0, "window_end": 10, "ids": [1, 3]},
+            {"window_start": 10, "window_end": 20, "ids": [2]}], []),
+])
+def test_batch_size_moves_the_watermark_between_events(tmp_path: Path, batch_size: int | None,
+                                                       windows: list[dict], late: list[dict]) -> None:
+    """Lateness is judged per input batch: one batch of everything has no late event, batches of one do."""
+    (tmp_path / "counts.yaml").write_text(WINDOWED.lstrip())
+    case = {"name": "late", "input": [{"t": 1, "id": 1}, {"t": 15, "id": 2}, {"t": 3, "id": 3}],
+            "expect": {"output": windows, "dead_letters": [{"stage": "window", "error": "LateEvent", "payload": e}
+                                                           for e in late]}}
+    if batch_size is not None:
+        case["batch_size"] = batch_size
+    write_tests(tmp_path, json.dumps({"tests": [case]}), name="counts.test.yaml")
+    code, out = run(tmp_path)
+    assert code == 0 and "1 passed" in out, out
 
 
 def test_a_pipeline_that_does_not_load_is_broken(project: Path) -> None:

@@ -56,7 +56,8 @@ def run_case(test: TestCase) -> Outcome:
     real = load(test.pipeline)
     stages = _stages(test, real)
     pipeline = Pipeline(real.name, **real.settings.model_copy(update={"http": None}).model_dump())
-    pipeline.source(MemorySource(name="test.input", values=test.case.input))
+    pipeline.source(MemorySource(name="test.input", values=test.case.input,
+                                 batch_size=test.case.batch_size))
     for stage in stages:
         pipeline.transform(stage)
     output = MemorySink(name=OUTPUT)

@@ -68,6 +68,9 @@ class Case(ConfigModel):
     name: str = Field(description="what the case shows")
     stage: str | None = Field(None, description="run only this stage (by name); default: every stage")
     input: list[Any] = Field(description="the events fed in (values; text for a `parse` stage)")
+    batch_size: int = Field(100, ge=1, description=(
+        "input events per batch; windows judge lateness against the watermark before each batch, "
+        "so `batch_size: 1` advances it event by event"))
     expect: Expect = Field(description="what must come out")
 
 
