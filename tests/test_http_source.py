@@ -117,7 +117,7 @@ async def test_malformed_body_is_rejected_whole() -> None:
         status, body, _ = await h.post(b"[{]", "application/json")
         assert status == 400 and "invalid JSON" in body["error"]
         status, body, _ = await h.post(b"id=1", "application/x-www-form-urlencoded")
-        assert status == 400 and "Content-Type" in body["error"]
+        assert status == 415 and "Content-Type" in body["error"]
         assert (await h.post(lines([100])))[0] == 200
     assert sink.values == [{"id": 100}]  # nothing of the bad requests
     assert h.runner.stats["http"].errors == 3

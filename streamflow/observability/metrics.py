@@ -202,8 +202,13 @@ class PipelineMetrics(RunnerHooks, Collector):
         pending = GaugeMetricFamily("streamflow_source_pending_batches",
                                     "Batches read from a source and not yet acknowledged (not committable yet).",
                                     labels=["pipeline", "source"])
+        http = CounterMetricFamily("streamflow_http_responses",
+                                   "Answers of an HTTP source by status code (refused connections: 503).",
+                                   labels=["pipeline", "source", "code"])
         for src in runner.pipeline.sources:
             pending.add_metric([pipeline, src.name], src.tracker.pending())
+            for code, count in sorted(getattr(src, "responses", {}).items()):
+                http.add_metric([pipeline, src.name, code], count)
             try:
                 lags = src.lag()
             except Exception:  # noqa: BLE001 - a scrape must not fail because a client is mid-rebalance
@@ -213,6 +218,7 @@ class PipelineMetrics(RunnerHooks, Collector):
                 lag.add_metric([pipeline, src.name, topic, number], value)
         yield lag
         yield pending
+        yield http
 
     @staticmethod
     def _collect_restores(runner: Runner, pipeline: str) -> Iterator[Metric]:

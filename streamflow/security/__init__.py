@@ -1,0 +1,1 @@
+"""Security building blocks shared by the servers and clients: TLS contexts, signatures, URL redaction."""
