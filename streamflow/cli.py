@@ -100,8 +100,8 @@ def _http_watchers(pipeline: Pipeline) -> list[Watcher]:
         return []
     from .observability.server import serve
 
-    host, port = http.host, http.port
-    return [lambda runner: serve(runner, host, port)]
+    host, port, tls = http.host, http.port, http.tls
+    return [lambda runner: serve(runner, host, port, tls=tls)]
 
 
 def _report(result: RunResult, quiet: bool, log_format: str) -> None:

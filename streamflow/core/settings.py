@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
+from ..security.tls import ServerTls
 from .backoff import Backoff
 from .configs import ConfigModel
 
@@ -28,6 +29,9 @@ class HttpSettings(ConfigModel):
 
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
     port: int = Field(8080, ge=0, le=65535, description="port (0 picks a free one)")
+    tls: ServerTls | None = Field(None, description="serve HTTPS (`{certfile, keyfile, password, "
+                                                    "client_cafile, min_version}`); `client_cafile` "
+                                                    "requires client certificates (mutual TLS)")
 
 
 class PipelineSettings(ConfigModel):

@@ -9,6 +9,10 @@
   starting, restoring, draining or stopped, so a load balancer or Kubernetes
   stops routing to a pod that is going away or not caught up yet.
 
+With ``tls`` (`ServerTls`, ``settings.http.tls`` in YAML) the server speaks
+HTTPS only, and with its ``client_cafile`` it requires client certificates
+(mutual TLS) — a scraper and a kubelet then need a certificate of that CA.
+
 `serve` is a runner *watcher*: the runner starts it as a task before it opens
 any stage (``/readyz`` says 503 while sources connect) and cancels it at the end.
 """
@@ -24,6 +28,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from ..security.tls import ServerTls
 from .metrics import PipelineMetrics
 
 if TYPE_CHECKING:
@@ -43,10 +48,12 @@ class OpsServer:
     ...     print(server.port)
     """
 
-    def __init__(self, runner: Runner, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(self, runner: Runner, host: str = "127.0.0.1", port: int = 8080,
+                 tls: ServerTls | None = None) -> None:
         self.runner = runner
         self.host = host
         self.requested_port = port
+        self.tls = tls
         self.metrics = PipelineMetrics.for_runner(runner)
         self.port: int | None = None
         self._web: web.AppRunner | None = None
@@ -60,17 +67,19 @@ class OpsServer:
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (a free one when asked for 0)."""
+        context = self.tls.context() if self.tls is not None else None
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.requested_port)
+            site = web.TCPSite(runner, self.host, self.requested_port, ssl_context=context)
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._web = runner
         self.port = int(runner.addresses[0][1])
-        log.info("serving /metrics, /healthz, /readyz on http://%s:%d", self.host, self.port)
+        log.info("serving /metrics, /healthz, /readyz on %s://%s:%d", "https" if context else "http",
+                 self.host, self.port)
         return self.port
 
     async def stop(self) -> None:
@@ -111,13 +120,13 @@ class OpsServer:
 
 
 async def serve(runner: Runner, host: str = "127.0.0.1", port: int = 8080, *,
-                on_bound: Callable[[int], None] | None = None) -> None:
+                tls: ServerTls | None = None, on_bound: Callable[[int], None] | None = None) -> None:
     """Serve /metrics, /healthz and /readyz for ``runner`` until cancelled.
 
     A runner watcher: ``Runner(pipeline, watchers=[functools.partial(serve, port=9000)])``.
-    ``on_bound`` receives the bound port (useful with ``port=0``).
+    ``on_bound`` receives the bound port (useful with ``port=0``); ``tls`` makes it HTTPS.
     """
-    server = OpsServer(runner, host, port)
+    server = OpsServer(runner, host, port, tls)
     try:
         await server.start()
     except OSError as exc:
