@@ -5,9 +5,13 @@ event's ``key`` field against the table's ``table_key``. Function mode calls
 ``fn(key)`` (or ``fn(value)`` without a key), sync or async, with an optional
 LRU/TTL cache, a per-call ``timeout``, up to ``concurrency`` events in flight,
 and one shared call for concurrent lookups of the same key (single-flight).
-URL mode is function mode whose function is ``GET url`` with the key in
-the URL (``{key}``): 2xx JSON objects are merged, 404 means not found, other
-statuses raise. Failures and timeouts go to the stage's ``on_error`` policy.
+URL mode is function mode whose function is an `HttpLookup` (``GET url`` with
+the key in the URL, ``{key}``): 2xx JSON objects are merged, 404 means not
+found; every attempt has a timeout (10 s by default), retryable answers are
+retried concurrently with ``Retry-After`` honoured, others fail at once, and
+an optional circuit breaker stops calling a dead service. Failures and
+timeouts go to the stage's ``on_error`` policy, named by a URL without its
+query string.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 import aiofiles
 import aiohttp
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
+from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.refs import FunctionRef
@@ -35,6 +39,16 @@ from ..core.stage import EventTransformConfig, StageContext
 from .base import EventTransform
 from .cache import MISSING, CacheConfig, LRUCache, SingleFlight
 from .fields import path_getter
+from .lookup import (
+    DEFAULT_RETRY_STATUSES,
+    DEFAULT_TIMEOUT,
+    BreakerConfig,
+    HttpLookup,
+    LookupFailed,
+    StatusClass,
+)
+
+__all__ = ["Enrich", "EnrichConfig", "LookupFailed", "LookupMissing"]
 
 TableFormat = Literal["json", "jsonl", "csv"]
 
@@ -71,8 +85,18 @@ class EnrichConfig(EventTransformConfig):
                                                       "never logged)")
     cache: CacheConfig | None = Field(None, description="cache function results per key "
                                                         "(`{max_size: N, ttl: seconds}`); needs `key`")
-    timeout: float | None = Field(None, gt=0, description="seconds one async function call may take; "
-                                                          "a timeout goes to `on_error`")
+    timeout: float | None = Field(None, gt=0, description="seconds one async function call (or one `url` "
+                                                          "request, default 10) may take; a timeout goes to "
+                                                          "`on_error` (`url`: after `retry`)")
+    retry: Backoff = Field(default_factory=lambda: Backoff(backoff=0.2, max_backoff=10.0, max_attempts=3),
+                           description="`url`: how a failed request (network error, timeout, retryable "
+                                       "status) is retried; waits at least a `Retry-After`")
+    retry_statuses: list[int | StatusClass] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_STATUSES),
+        description="`url`: statuses worth retrying (numbers, or 4xx/5xx); any other fails at once")
+    breaker: BreakerConfig | None = Field(
+        None, description="`url`: after `failures` failed lookups in a row, fail fast for `open_seconds` "
+                          "(`{failures: 5, open_seconds: 10}`)")
     base_dir: str | None = Field(None, description="directory a relative `table` path is resolved "
                                                    "against (default: the current working directory)")
 
@@ -83,8 +107,12 @@ class EnrichConfig(EventTransformConfig):
         if self.url is not None:
             if self.key is None or "{key}" not in self.url:
                 raise ValueError("enrich with `url` needs `key` and a `{key}` placeholder in the url")
-        elif self.headers:
-            raise ValueError("`headers` apply to `url`")
+            if self.timeout is None:
+                self.timeout = DEFAULT_TIMEOUT
+        else:
+            if self.headers or self.breaker is not None or "retry" in self.model_fields_set \
+                    or "retry_statuses" in self.model_fields_set:
+                raise ValueError("`headers`, `retry`, `retry_statuses` and `breaker` apply to `url`")
         if self.table is not None:
             if self.key is None:
                 raise ValueError("enrich with `table` needs `key` (the event field to look up)")
@@ -111,10 +139,6 @@ class EnrichConfig(EventTransformConfig):
 
 class LookupMissing(LookupError):
     """No table row / function result for an event's key (on_missing: error)."""
-
-
-class LookupFailed(RuntimeError):
-    """An HTTP lookup answered with a status other than 2xx or 404."""
 
 
 # -- table files ----------------------------------------------------------------------
@@ -180,9 +204,10 @@ class Enrich(EventTransform[EnrichConfig]):
         #: Table mode with a top-level key: the field `fast` looks up directly (set by `open`).
         self._plain_key: str | None = None
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
-        self.fn = cfg.fn if cfg.url is None else self._get
+        self.fn: Callable[[Any], Any] | None = cfg.fn
         self._session: aiohttp.ClientSession | None = None
-        self.is_async = self.fn is not None  # `concurrency` calls (and batches) in flight
+        self.lookup: HttpLookup | None = None  # url mode, once open
+        self.is_async = cfg.fn is not None or cfg.url is not None  # `concurrency` calls (and batches) in flight
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
         self._flight = SingleFlight()
         #: Calls of ``fn`` made (not answered from the cache or a shared in-flight call).
@@ -215,25 +240,23 @@ class Enrich(EventTransform[EnrichConfig]):
                 self._plain_key = key
 
         if self.config.url is not None:
-            headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
+            cfg = self.config
+            headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
             self._session = aiohttp.ClientSession(headers=headers)
+            assert cfg.url is not None and cfg.timeout is not None
+            self.fn = self.lookup = HttpLookup(cfg.url, self._session, timeout=cfg.timeout, retry=cfg.retry,
+                                               retry_statuses=cfg.retry_statuses, breaker=cfg.breaker,
+                                               on_retry=self._count_retry)
+
+    def _count_retry(self) -> None:
+        if self.ctx is not None:
+            self.ctx.stats.retries += 1
 
     async def close(self) -> None:
         self._flight.cancel()
         if self._session is not None:
             await self._session.close()
         await super().close()
-
-    async def _get(self, key: Any) -> Any:
-        """URL mode's lookup function: GET the key's URL; JSON object, or None on 404."""
-        assert self._session is not None and self.config.url is not None
-        url = self.config.url.replace("{key}", quote(str(key), safe=""))
-        async with self._session.get(url) as resp:
-            if resp.status == 404:
-                return None
-            if resp.status // 100 != 2:
-                raise LookupFailed(f"GET {url} answered {resp.status}")
-            return await resp.json(loads=orjson.loads, content_type=None)
 
     # -- what is merged ---------------------------------------------------------------
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,7 +279,7 @@ class Enrich(EventTransform[EnrichConfig]):
         value = msg.value
         if not isinstance(value, dict):
             raise TypeError(f"enrich expects a mapping event value, got {type(value).__name__}")
-        if self.fn is not None:
+        if self.config.table is None:
             return self._fetch(value)
         assert self._key is not None
         key = self._key(value)
@@ -329,7 +352,7 @@ class Enrich(EventTransform[EnrichConfig]):
         """One call of ``fn`` (under ``timeout``), its mapping result projected."""
         assert self.fn is not None
         self.calls += 1
-        timeout = self.config.timeout
+        timeout = self.config.timeout if self.lookup is None else None  # a lookup times each request
         result = self.fn(arg)
         if inspect.isawaitable(result):
             if timeout is None:  # asyncio.timeout(None) costs ~3 us a call for nothing
