@@ -59,9 +59,10 @@ async def start_client(factory: Callable[[], ClientT], what: str, timeout: float
         except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
             await client.stop()
             attempt += 1
-            delay = CONNECT_RETRY.delay(attempt)
-            if loop.time() + delay > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:  # the whole `timeout` was spent trying: not before
                 raise unreachable(what, bootstrap, timeout, exc) from exc
+            delay = min(CONNECT_RETRY.delay(attempt), remaining)
             logger.warning("%s: cannot connect to %s yet (%s); retrying in %.1fs",
                            what, bootstrap, describe(exc), delay)
             await asyncio.sleep(delay)
