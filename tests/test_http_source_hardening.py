@@ -241,7 +241,12 @@ async def test_bodies_are_reserved_against_the_byte_budget_before_they_are_read(
         first = asyncio.create_task(post(h, body))
         await sink.entered.wait()                  # held by the sink: its bytes are still reserved
         assert h.source.budget.used == len(body)
-        status, answer, headers = await post(h, lines([1000]) * 20)
+        second = asyncio.create_task(post(h, lines([1000]) * 20))
+        while len(h.source.budget._waiters) == 0:
+            await asyncio.sleep(0.01)
+        guard = h.source._guard
+        assert guard is not None and any(not t.is_reading() for t in guard.connections)  # type: ignore[attr-defined]
+        status, answer, headers = await second  # no room within `timeout`
         assert status == 503 and "in flight" in answer["error"] and headers["Retry-After"] == "1"
         sink.gate.set()
         assert (await first)[0] == 200

@@ -36,7 +36,7 @@ class HttpSourceConfig(ComponentConfig):
                           "`client_cafile` requires client certificates (mutual TLS)")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger request bodies get 413")
     max_inflight_bytes: int = Field(
-        64 * 1024 * 1024, ge=1,
+        32 * 1024 * 1024, ge=1,
         description="request bodies held at once, from before they are read until they are answered; "
                     "a request waits up to `timeout` for room, then gets 503 with Retry-After")
     max_connections: int = Field(256, ge=1, description="open client connections; more are answered 503 "

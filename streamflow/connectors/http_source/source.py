@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -42,6 +43,13 @@ from .limits import ByteBudget, RateLimiter
 log = logging.getLogger("streamflow.connectors.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: aiohttp's read buffer per request; it pauses a connection at twice this much unread body.
+READ_BUFSIZE = 16 * 1024
+#: Bodies from this size on are parsed on a worker thread.
+PARSE_IN_THREAD = 256 * 1024
+#: Large bodies parsed at once (each on its own thread).
+PARSE_THREADS = 2
 
 
 class _Request:
@@ -102,6 +110,7 @@ class HttpSource(Source[HttpSourceConfig]):
         self._limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit is not None else None
         #: Bytes of request bodies held, from before they are read until they are answered.
         self.budget = ByteBudget(cfg.max_inflight_bytes)
+        self._parsing = asyncio.Semaphore(PARSE_THREADS)
         #: Answers given, by status code (and connections refused or timed out: "503", "408").
         self.responses: Counter[str] = Counter()
 
@@ -117,8 +126,9 @@ class HttpSource(Source[HttpSourceConfig]):
         app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=[self._middleware])
         app.router.add_post(cfg.path, self._handle)
         # lingering_time: how long the unread rest of a refused body is drained before closing
+        # read_bufsize: aiohttp stops reading a body at twice this much unread (contract 1)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                               lingering_time=1.0)
+                               lingering_time=1.0, read_bufsize=READ_BUFSIZE)
         await runner.setup()
         assert runner.server is not None
         self._guard = ConnectionGuard(runner.server, cfg.max_connections, cfg.header_timeout,
@@ -193,7 +203,7 @@ class HttpSource(Source[HttpSourceConfig]):
             body, size = await self._read_body(request, size)
             if self._verifier is not None:
                 self._verifier.verify(request.headers, body)
-            values, raws = parse_body(body, request.content_type, self.config.non_object)
+            values, raws = await self._parse(body, request.content_type)
             del body
             if not values:
                 return web.json_response({"accepted": 0})
@@ -231,26 +241,54 @@ class HttpSource(Source[HttpSourceConfig]):
         """Reserve the body's size (its Content-Length, else ``max_body_bytes``) in the byte budget."""
         length = request.content_length
         size = length if length is not None else self.config.max_body_bytes
-        if not await self.budget.reserve(size, self.config.timeout):
-            raise self._unavailable("too much data in flight; retry later")
+        if self.budget.try_reserve(size):
+            return size
+        transport = request.transport
+        if transport is not None:  # no more of the body into memory while it waits
+            transport.pause_reading()
+        try:
+            if not await self.budget.reserve(size, self.config.timeout):
+                raise self._unavailable("too much data in flight; retry later")
+        finally:
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
         return size
 
     async def _read_body(self, request: web.Request, size: int) -> tuple[bytes, int]:
-        """The body, read within ``body_timeout``; and the bytes now reserved for it (its true size)."""
+        """The body, read within ``body_timeout``; and the bytes now reserved for it (its true size).
+
+        Read from the stream, not with ``request.read()``: aiohttp keeps what that
+        returns on the request, and an idle keep-alive connection keeps its last
+        request — a body per connection outside the budget.
+        """
         limit = self.config.max_body_bytes
+        chunks: list[bytes] = []
+        received = 0
         try:
             async with asyncio.timeout(self.config.body_timeout):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise Refused(413, f"body larger than {limit} bytes") from None
+                while chunk := await request.content.readany():
+                    received += len(chunk)
+                    if received > limit:
+                        raise Refused(413, f"body larger than {limit} bytes")
+                    chunks.append(chunk)
         except TimeoutError:
             raise Refused(408, f"body not received within {self.config.body_timeout}s") from None
-        except ConnectionError:
+        except (ConnectionError, aiohttp.ClientPayloadError):
             raise Refused(499, "client went away while sending the body") from None
-        if len(body) < size:  # a chunked body reserved `max_body_bytes`: give back the rest
-            self.budget.release(size - len(body))
-            size = len(body)
+        body = b"".join(chunks)
+        del chunks
+        if received < size:  # a chunked body reserved `max_body_bytes`: give back the rest
+            self.budget.release(size - received)
+            size = received
         return body, size
+
+    async def _parse(self, body: bytes, content_type: str) -> tuple[list[Any], list[bytes] | None]:
+        """`parse_body`; a large body on a worker thread, so that /healthz and small requests are
+        answered meanwhile (the parse holds the GIL, but the loop gets it every switch interval)."""
+        if len(body) < PARSE_IN_THREAD:
+            return parse_body(body, content_type, self.config.non_object)
+        async with self._parsing:
+            return await asyncio.to_thread(parse_body, body, content_type, self.config.non_object)
 
     def _unavailable(self, why: str) -> Refused:
         return Refused(503, why, {"Retry-After": str(self.config.retry_after)})
