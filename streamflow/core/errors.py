@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from ..observability.logging import redact
 from .backoff import Backoff
 from .batch import Batch
 from .configs import error_lines
@@ -108,7 +109,7 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
             payload = msg.raw.hex()
     else:
         payload = msg.value if not isinstance(msg.value, bytes) else msg.value.decode("utf-8", "replace")
-    err = f"{type(error).__name__}: {error}"
+    err = redact(f"{type(error).__name__}: {error}")  # no secret in a dead-letter record either
     record = {
         "error": err,
         "stage": stage,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from ..security.secrets import protect
 from .channel import Channel
 from .commits import Committer
 from .delivery import Delivery
@@ -119,6 +120,7 @@ class Runner:
     async def run(self) -> RunResult:
         """Open every stage, run until the sources end or a stop/failure, then close."""
         tune_allocator()  # batch-sized alloc/free cycles must not trim and regrow the heap each time
+        protect(self.pipeline.stages())  # secret-typed config values are masked in logs and dead letters
         with gc_tuned():
             return await self._run()
 
