@@ -31,7 +31,7 @@ def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaE
     host = "127.0.0.1"
     port, controller = harness.free_port(host), harness.free_port(host)
     ssl_port, sasl_port = harness.free_port(host), harness.free_port(host)
-    broker = harness.KafkaBroker(port=port, controller_port=controller, config={
+    config = {
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller},SSL://{host}:{ssl_port},"
                      f"SASL_SSL://{host}:{sasl_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port},SSL://{host}:{ssl_port},SASL_SSL://{host}:{sasl_port}",
@@ -44,15 +44,12 @@ def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaE
         "listener.name.sasl_ssl.ssl.client.auth": "none",
         "sasl.enabled.mechanisms": "SCRAM-SHA-512",
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": JAAS_SCRAM,
-    })
-    broker.start()
-    try:
+    }
+    with harness.KafkaBroker(port=port, controller_port=controller, config=config) as broker:
+        scram_user = "SCRAM-SHA-512=[iterations=4096,password=carol-secret]"
         broker.run_tool("kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--alter",
-                        "--add-config", "SCRAM-SHA-512=[iterations=4096,password=carol-secret]",
-                        "--entity-type", "users", "--entity-name", "carol")
+                        "--add-config", scram_user, "--entity-type", "users", "--entity-name", "carol")
         yield KafkaEnv(broker.bootstrap, broker), certs, f"{host}:{ssl_port}", f"{host}:{sasl_port}"
-    finally:
-        broker.close()
 
 
 def mtls(certs: Certs, bootstrap: str) -> dict[str, Any]:

@@ -29,12 +29,13 @@ class SignatureConfig(ConfigModel):
     header: str = Field("X-Signature-256", description="request header holding the signature "
                                                        "(GitHub: X-Hub-Signature-256)")
     prefix: str = Field("sha256=", description="text before the hex digest in the header (Slack: v0=)")
-    timestamp_header: str | None = Field(
-        None, description="request header holding the Unix time the request was signed at; "
-                          "set, it is signed too and checked against `tolerance`")
-    template: str | None = Field(
-        None, description="what is signed, `{body}` last: default `{body}`, or `{timestamp}.{body}` "
-                          "with `timestamp_header` (Slack: `v0:{timestamp}:{body}`)")
+    #: Replay protection: a timestamp signed with the body, and how far it may be from now.
+    timestamp_header: str | None = Field(default=None, description=(
+        "request header holding the Unix time the request was signed at; set, it is signed too and "
+        "checked against `tolerance`"))
+    template: str | None = Field(default=None, description=(
+        "what is signed, `{body}` last: default `{body}`, or `{timestamp}.{body}` with `timestamp_header` "
+        "(Slack: `v0:{timestamp}:{body}`)"))
     tolerance: float = Field(300.0, gt=0, description="seconds a signed timestamp may differ from now")
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ class HttpSourceConfig(ComponentConfig):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on (0 picks a free one)")
     path: str = Field("/", description="URL path accepting POSTed events")
+    # -- who may post
     auth_token: SecretStr | None = Field(
         None, description="require `Authorization: Bearer <token>` (use ${ENV_VAR}; never logged)")
     signature: SignatureConfig | None = Field(
@@ -34,22 +35,23 @@ class HttpSourceConfig(ComponentConfig):
     tls: ServerTls | None = Field(
         None, description="serve HTTPS (`{certfile, keyfile, password, client_cafile, min_version}`); "
                           "`client_cafile` requires client certificates (mutual TLS)")
+    # -- limits (contract 1 for a webhook) and deadlines
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="larger request bodies get 413")
     max_inflight_bytes: int = Field(
         32 * 1024 * 1024, ge=1,
         description="request bodies held at once, from before they are read until they are answered; "
                     "a request waits up to `timeout` for room, then gets 503 with Retry-After")
-    max_connections: int = Field(256, ge=1, description="open client connections; more are answered 503 "
-                                                        "and closed")
-    header_timeout: float = Field(10.0, gt=0, description="seconds a connection may take for its TLS "
-                                                          "handshake and request headers, or stay idle")
-    body_timeout: float = Field(30.0, gt=0, description="seconds a request may take to send its body "
-                                                        "(408 after)")
+    max_connections: int = Field(256, ge=1, description="open client connections; more get 503 and closed")
+    header_timeout: float = Field(10.0, gt=0, description=(
+        "seconds a connection may take for its TLS handshake and request headers, or stay idle"))
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request may take to send its body (408)")
     rate_limit: RateLimit | None = Field(None, description="per client address: `{per_second, burst}`; "
                                                            "over it, 429 with Retry-After")
+    # -- content
     non_object: NonObject = Field("reject", description="a JSON event that is not an object (null, 42, "
                                                         "\"x\", a list): reject the request (422), "
                                                         "accept it as is, or wrap it as {\"value\": …}")
+    # -- backpressure and acknowledgement
     timeout: float = Field(5.0, gt=0, description="seconds a request waits for room in the queue "
                                                   "before it is answered 503 with Retry-After")
     ack_timeout: float = Field(30.0, gt=0, description="seconds a request waits for its events to be "
