@@ -244,7 +244,7 @@ class HttpSource(Source[HttpSourceConfig]):
         if self.budget.try_reserve(size):
             return size
         transport = request.transport
-        if transport is not None:  # no more of the body into memory while it waits
+        if transport is not None and not transport.is_closing():  # no more of the body in memory meanwhile
             transport.pause_reading()
         try:
             if not await self.budget.reserve(size, self.config.timeout):
