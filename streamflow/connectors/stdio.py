@@ -94,7 +94,7 @@ class StdinSource(FramedSource[StdinSourceConfig]):
     def setup(self) -> None:
         super().setup()
         self._reader: _PipeReader | _ThreadReader | None = None
-        self._splitter = self.framing.deframer()
+        self._splitter = self.deframer()
         self._pending: list[bytes] = []
         self._line = 0
         self._eof = False
@@ -134,7 +134,7 @@ class StdinSource(FramedSource[StdinSourceConfig]):
         first = self._line
         self._line += len(take)
         return await self.make_batch(take, first, "stdin", self.tracker.track("stdin", self._line),
-                                     self._splitter.saw_cr)
+                                     self._splitter.saw_cr, bool(self._splitter.oversized))
 
     async def close(self) -> None:
         if self._reader is not None:

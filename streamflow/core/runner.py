@@ -79,7 +79,7 @@ class Runner:
 
     def _channel(self, name: str) -> Channel:
         cap = self.settings.channel
-        ch = Channel(name, cap.max_batches, cap.max_events)
+        ch = Channel(name, cap.max_batches, cap.max_events, cap.max_bytes)
         self.channels.append(ch)
         return ch
 

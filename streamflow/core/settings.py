@@ -19,6 +19,9 @@ class ChannelSettings(ConfigModel):
 
     max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
     max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
+    max_bytes: int = Field(16 << 20, ge=1, description=(
+        "bytes (the raw size of its events) a channel holds before put() waits; one larger batch "
+        "still passes, alone"))
 
 
 class HttpSettings(ConfigModel):

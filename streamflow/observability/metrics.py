@@ -178,6 +178,12 @@ class PipelineMetrics(RunnerHooks, Collector):
             "capacity_events": GaugeMetricFamily("streamflow_channel_capacity_events",
                                                  "Events a channel holds before put() waits.",
                                                  labels=CHANNEL_LABELS),
+            "depth_bytes": GaugeMetricFamily("streamflow_channel_depth_bytes",
+                                             "Bytes (raw size of the events) queued in a channel.",
+                                             labels=CHANNEL_LABELS),
+            "capacity_bytes": GaugeMetricFamily("streamflow_channel_capacity_bytes",
+                                                "Bytes a channel holds before put() waits (one larger batch "
+                                                "passes alone).", labels=CHANNEL_LABELS),
             "blocked": CounterMetricFamily("streamflow_channel_blocked_seconds",
                                            "Seconds producers waited on a full channel (backpressure).",
                                            labels=CHANNEL_LABELS),
@@ -190,6 +196,8 @@ class PipelineMetrics(RunnerHooks, Collector):
             families["depth_events"].add_metric(labels, ch.events)
             families["capacity_batches"].add_metric(labels, ch.max_batches)
             families["capacity_events"].add_metric(labels, ch.max_events)
+            families["depth_bytes"].add_metric(labels, ch.bytes)
+            families["capacity_bytes"].add_metric(labels, ch.max_bytes)
             families["blocked"].add_metric(labels, ch.blocked_seconds)
             families["through"].add_metric(labels, ch.batches_through)
         yield from families.values()
