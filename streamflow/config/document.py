@@ -16,6 +16,12 @@ from .errors import InvalidConfig, Issue
 #: A path into the config tree: mapping keys and list indexes.
 KeyPath = tuple[str | int, ...]
 
+#: Largest pipeline file read (bytes): a config, not a data set.
+MAX_FILE_BYTES = 8 << 20
+#: Values a document may hold in all once its aliases (``*name``) are expanded; a YAML "billion
+#: laughs" reaches it within a fraction of a second instead of expanding without end.
+MAX_VALUES = 1_000_000
+
 
 def format_path(path: KeyPath) -> str:
     """``("sinks", 0, "path")`` -> ``sinks[0].path``."""
@@ -65,8 +71,12 @@ class Document:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Document:
-        """Read and parse a YAML file."""
+        """Read and parse a YAML file (at most `MAX_FILE_BYTES`)."""
         try:
+            size = os.stat(path).st_size
+            if size > MAX_FILE_BYTES:
+                raise InvalidConfig([Issue(str(path), "", f"the pipeline file is {size:,} bytes; at most "
+                                                          f"{MAX_FILE_BYTES:,} are read")])
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidConfig([Issue(str(path), "", f"cannot read the pipeline file: {exc}")]) from None
@@ -114,9 +124,20 @@ class Document:
 
     # -- data -----------------------------------------------------------------
     def to_plain(self, on_string: Callable[[str, KeyPath], Any] | None = None) -> Any:
-        """The tree as plain dicts, lists and scalars; ``on_string`` may rewrite each string value."""
+        """The tree as plain dicts, lists and scalars; ``on_string`` may rewrite each string value.
+
+        Aliases are expanded (each use is a copy); more than `MAX_VALUES` values in all is an
+        `InvalidConfig` naming where the expansion went past it.
+        """
+        count = 0
 
         def convert(node: Any, path: KeyPath) -> Any:
+            nonlocal count
+            count += 1
+            if count > MAX_VALUES:
+                raise InvalidConfig([self.issue(path, f"the document expands to more than {MAX_VALUES:,} "
+                                                      "values: YAML aliases (*name) repeat too much "
+                                                      "(an alias bomb?)")])
             if isinstance(node, dict):
                 return {_plain_scalar(k): convert(v, (*path, k)) for k, v in node.items()}
             if isinstance(node, list):

@@ -151,3 +151,17 @@ def setup_logging(format: str | None = None, level: str | int = "INFO", stream: 
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def log_config_error(exc: Exception) -> None:
+    """Log a config error as ERROR records: one per `Issue` (with its file, line, column and field
+    path as fields) for an ``InvalidConfig``, else one with the error's text."""
+    config_log = logging.getLogger("streamflow.config")
+    issues = getattr(exc, "issues", None)
+    if not issues:
+        config_log.error("config error: %s", exc, extra={"error": "config"})
+        return
+    for issue in issues:
+        config_log.error("config error: %s", issue, extra={
+            "error": "config", "location": issue.location, "field": issue.path,
+            "line": issue.line, "column": issue.column, "problem": issue.message})
