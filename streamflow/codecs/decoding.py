@@ -111,6 +111,7 @@ class FramedSource(Source[FC]):
         msgs: list[Message] = []
         bad: list[tuple[Message, Exception]] = []
         append = msgs.append
+        blank = 0
         for n, frame in enumerate(frames, first + 1):
             if type(frame) is Incomplete:
                 cut = FramingError(f"the input ended {len(frame)} bytes into a frame")
@@ -123,6 +124,7 @@ class FramedSource(Source[FC]):
             if cr and frame[-1:] == b"\r":
                 frame = frame[:-1]
             if skip_blank and (not frame or frame.isspace()):
+                blank += 1
                 continue
             if self._expect_header:
                 self.read_header(frame)
@@ -133,6 +135,8 @@ class FramedSource(Source[FC]):
                 bad.append((Message(frame, topic=topic, partition=0, offset=n, raw=frame), exc))
                 continue
             append(Message(value, None, None, None, topic, 0, n, frame))
+        if blank and self.ctx is not None:
+            self.ctx.stats.blank += blank
         batch = Batch(msgs, [ack])
         for msg, error in bad:
             await self.errors.handle(msg, error, retry=None, batch=batch)

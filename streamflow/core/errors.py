@@ -96,18 +96,11 @@ class ErrorPolicy(Backoff):
 def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts: int) -> Message:
     """The dead-letter record of ``msg``: original bytes, error, stage and source position.
 
-    The record is both a mapping (for file/stdout sinks) and headers (for Kafka).
+    The record is both a mapping (for file/stdout sinks) and headers (for Kafka). Its
+    ``payload_encoding`` says how ``payload`` holds the original: ``utf-8`` (the bytes were
+    text), ``hex`` (they were not valid UTF-8) or ``value`` (no bytes: the event's value).
     """
-    payload: Any
-    if isinstance(msg.raw, str):
-        payload = msg.raw
-    elif msg.raw is not None:
-        try:
-            payload = msg.raw.decode()
-        except UnicodeDecodeError:
-            payload = msg.raw.hex()
-    else:
-        payload = msg.value if not isinstance(msg.value, bytes) else msg.value.decode("utf-8", "replace")
+    payload, encoding = _payload(msg)
     err = f"{type(error).__name__}: {error}"
     record = {
         "error": err,
@@ -115,12 +108,14 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
         "attempts": attempts,
         "source": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
         "payload": payload,
+        "payload_encoding": encoding,
     }
     headers = list(msg.headers or ())
     headers += [
         ("streamflow.error", err.encode()),
         ("streamflow.stage", stage.encode()),
         ("streamflow.attempts", str(attempts).encode()),
+        ("streamflow.payload.encoding", encoding.encode()),
     ]
     if msg.topic is not None:
         headers.append(("streamflow.source.topic", str(msg.topic).encode()))
@@ -130,6 +125,19 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
         headers.append(("streamflow.source.offset", str(msg.offset).encode()))
     return Message(record, msg.key, headers, msg.timestamp, msg.topic, msg.partition, msg.offset,
                    msg.raw if msg.raw is not None else None)
+
+
+def _payload(msg: Message) -> tuple[Any, str]:
+    """The original payload of ``msg`` for a dead-letter record, and how it is encoded there."""
+    raw = msg.raw if msg.raw is not None else msg.value if isinstance(msg.value, (bytes, str)) else None
+    if raw is None:
+        return msg.value, "value"
+    if isinstance(raw, str):
+        return raw, "utf-8"
+    try:
+        return raw.decode(), "utf-8"
+    except UnicodeDecodeError:
+        return raw.hex(), "hex"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,10 @@ STAGE_COUNTERS: dict[str, tuple[str, str]] = {
     "retries": ("streamflow_retries", "Retries: of failing events (retry policy) and of sink writes."),
     "skipped": ("streamflow_skipped", "Failed events dropped by a `skip` policy."),
     "dead_lettered": ("streamflow_dead_lettered", "Failed events sent to the dead-letter sink."),
-    "filtered": ("streamflow_filtered", "Events a transform dropped on purpose (filters)."),
+    "filtered": ("streamflow_filtered", "Events a transform dropped on purpose (filters; blank payloads of "
+                                        "a parse stage)."),
+    "blank": ("streamflow_blank_frames", "Blank or whitespace-only frames (lines) a source or parse stage "
+                                         "passed over: no event for the json and csv codecs."),
     "busy_seconds": ("streamflow_stage_busy_seconds", "Seconds a stage spent processing or writing."),
     "commits": ("streamflow_commits", "Checkpoints a source wrote (Kafka offset commits, file positions)."),
     "commit_errors": ("streamflow_commit_errors", "Checkpoint writes that failed (retried next interval)."),
