@@ -51,9 +51,10 @@ class Delivery:
                 h.batch_written(stats, batch, elapsed)
             if not sink.acks_itself:
                 batch.ack()
-            stats.events_out += n
-            stats.batches_out += 1
-            stats.last_event_at = time.monotonic()
+            if not sink.counts_delivered:
+                stats.events_out += n
+                stats.batches_out += 1
+                stats.last_event_at = time.monotonic()
         await self._retrying("flush", sink.flush)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
