@@ -33,6 +33,7 @@ from .result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunnerHooks
 from .routing import Router
 from .signals import ShutdownSignals
 from .stage import Component, Sink, StageContext, Transform
+from .stall import StallDetector
 from .stats import StageStats
 from .tuning import gc_tuned, new_event_loop, tune_allocator
 
@@ -76,6 +77,10 @@ class Runner:
         self._sink_channels = [self._channel(f"->{r.sink.name}") for r in pipeline.sinks]
         dlq = pipeline.dead_letter_sink
         self._dlq_channel = self._channel(f"->{dlq.name}") if dlq is not None else None
+        timeout = self.settings.stall_timeout
+        #: Notices a run that makes no progress while events wait (None: stall_timeout is null).
+        self.stall = StallDetector(timeout) if timeout is not None else None
+        self._deliveries: list[Delivery] = []
 
     def _channel(self, name: str) -> Channel:
         cap = self.settings.channel
@@ -107,8 +112,19 @@ class Runner:
 
     @property
     def ready(self) -> bool:
-        """Running, not draining, and every source and sink connected."""
-        return self.state == "running" and all(c.ready for c in self.pipeline.stages())
+        """Running, not draining, not stalled, and every source and sink connected."""
+        return (self.state == "running" and not self.stalled
+                and all(c.ready for c in self.pipeline.stages()))
+
+    @property
+    def stalled(self) -> bool:
+        """No progress for ``stall_timeout`` while events wait (`StallDetector`)."""
+        return self.stall is not None and self.stall.stalled
+
+    @property
+    def healthy(self) -> bool:
+        """False only while stalled with ``stall_unhealthy`` set (drives /healthz)."""
+        return not (self.stalled and self.settings.stall_unhealthy)
 
     @property
     def stopping(self) -> bool:
@@ -202,6 +218,11 @@ class Runner:
         stages = self._start_stages()
         committer = asyncio.create_task(self._committer.run(), name="committer")
         abort_wait = asyncio.create_task(self._abort.wait())
+        helpers: list[asyncio.Task[Any]] = [committer, abort_wait]
+        if self.stall is not None:
+            helpers.append(asyncio.create_task(self.stall.watch(
+                lambda: list(self.stats.values()), self.channels,
+                lambda: [d.sink.name for d in self._deliveries if d.writing]), name="stall-detector"))
         pending = set(stages)
         try:
             while pending and not self._abort.is_set():
@@ -212,7 +233,6 @@ class Runner:
                     if exc is not None:
                         self._fail(task.get_name(), exc)
         finally:
-            helpers: list[asyncio.Task[Any]] = [committer, abort_wait]
             for task in [*pending, *helpers]:
                 task.cancel()
             await asyncio.gather(*pending, *helpers, return_exceptions=True)
@@ -245,7 +265,9 @@ class Runner:
         return concurrent_transform_loop(t, inp, out, stats)
 
     def _delivery(self, sink: Sink[Any]) -> Delivery:
-        return Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry)
+        delivery = Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry)
+        self._deliveries.append(delivery)
+        return delivery
 
     def _fail(self, task_name: str, exc: BaseException) -> None:
         if self._failure is None:

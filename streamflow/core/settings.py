@@ -45,3 +45,9 @@ class PipelineSettings(ConfigModel):
         "how a failing sink write is retried (backpressure holds the source meanwhile); "
         "`max_attempts` reached fails the pipeline"))
     http: HttpSettings | None = Field(None, description="serve /metrics, /healthz and /readyz")
+    # -- stall detection (contract 5: a pipeline that stops is never silent)
+    stall_timeout: float | None = Field(300.0, gt=0, description=(
+        "seconds without progress while events wait (in a channel or a sink write) after which the "
+        "pipeline is stalled: /readyz 503, streamflow_stalled 1, a warning; null: never"))
+    stall_unhealthy: bool = Field(False, description=(
+        "a stalled pipeline also fails /healthz, so a liveness probe restarts it"))
