@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from .backoff import Backoff
 from .batch import Batch
 from .configs import error_lines
+from .log_throttle import LogThrottle
 from .message import Message
 from .stats import StageStats
 
@@ -169,6 +170,8 @@ class ErrorHandler:
         self.policy = policy
         self.stats = stats
         self.dead_letter = dead_letter
+        #: The per-event warnings: the first few per interval, then a count (`LogThrottle`).
+        self._logs = LogThrottle(log, f"stage {stage}: ")
 
     async def handle(self, msg: Message, error: BaseException,
                      retry: Callable[[], Any] | None = None, batch: Batch | None = None) -> Handled:
@@ -190,8 +193,8 @@ class ErrorHandler:
         self._count("errors")
         if action == "skip":
             self._count("skipped")
-            log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error),
-                        extra=self._where(msg))
+            self._logs.warning("skipped", self._where(msg), "stage %s: skipped event at %s: %s", self.stage,
+                               msg.position(), _describe(error))
             return SKIPPED
         if action == "dead_letter":
             await self._dead_letter(msg, error, attempts, batch)
@@ -206,10 +209,9 @@ class ErrorHandler:
         while not policy.exhausted(attempts):
             self._count("retries")
             delay = policy.delay(attempts)
-            log.warning("stage %s: %s at %s; retry %d/%s in %.2fs", self.stage, _describe(error),
-                        msg.position(), attempts,
-                        "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay,
-                        extra=self._where(msg))
+            self._logs.warning("retried", self._where(msg), "stage %s: %s at %s; retry %d/%s in %.2fs",
+                               self.stage, _describe(error), msg.position(), attempts,
+                               "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay)
             await asyncio.sleep(delay)
             attempts += 1
             try:
@@ -225,8 +227,8 @@ class ErrorHandler:
                            batch: Batch | None) -> None:
         """Send ``msg``'s dead-letter record, holding ``batch``'s acks until it is written."""
         self._count("dead_lettered")
-        log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
-                    _describe(error), extra=self._where(msg))
+        self._logs.warning("dead-lettered", self._where(msg), "stage %s: dead-lettered event at %s: %s",
+                           self.stage, msg.position(), _describe(error))
         if self.dead_letter is None:
             raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
                                  "pipeline has no dead_letter sink")

@@ -27,6 +27,7 @@ from .channel import Channel
 from .commits import Committer
 from .delivery import Delivery
 from .errors import PipelineFailed
+from .log_throttle import LogThrottle
 from .loops import close_after, concurrent_transform_loop, source_loop, transform_loop
 from .pipeline import Pipeline
 from .result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunnerHooks, RunResult
@@ -155,6 +156,7 @@ class Runner:
                 self._failure = self._failure or exc
             finally:
                 self.state = "stopped"
+                LogThrottle.flush_all()
                 await self._committer.commit_all(final=True)
                 await self._close(opened)
                 for w in watchers:
