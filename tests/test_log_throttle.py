@@ -44,3 +44,15 @@ async def test_the_summary_comes_when_the_interval_ends(caplog: pytest.LogCaptur
     assert summary.getMessage().startswith("stage s: 8 more events skipped in ")
     assert summary.getMessage().endswith("(the last: event 9 skipped)")
     assert summary.stage == "s" and summary.suppressed == 8  # type: ignore[attr-defined]
+
+
+def test_a_retried_coordinator_lookup_on_first_start_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
+
+    import streamflow.observability.logging  # noqa: F401 - installs the filter
+
+    caplog.set_level(logging.DEBUG, logger="aiokafka")
+    log = logging.getLogger("aiokafka.consumer.group_coordinator")
+    log.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())  # retried by aiokafka
+    log.error("Group Coordinator Request failed: %s", GroupAuthorizationFailedError())  # fatal
+    assert [r.levelname for r in caplog.records] == ["INFO", "ERROR"]
