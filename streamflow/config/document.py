@@ -11,6 +11,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from . import fast_yaml
 from .errors import InvalidConfig, Issue
 
 #: A path into the config tree: mapping keys and list indexes.
@@ -59,8 +60,8 @@ class Document:
     def parse(cls, text: str, filename: str) -> Document:
         """Parse YAML text; a syntax error raises `InvalidConfig` with ruamel's line."""
         try:
-            root = YAML(typ="rt").load(text)
-        except YAMLError as exc:
+            root = fast_yaml.load(text) if fast_yaml.AVAILABLE else YAML(typ="rt").load(text)
+        except (YAMLError, fast_yaml.LIBYAML_ERROR, fast_yaml.FastYamlError) as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
             context = getattr(exc, "context", None)
