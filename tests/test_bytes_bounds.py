@@ -4,6 +4,8 @@ line longer than ``max_frame_bytes`` goes to the error policy without being held
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,30 @@ def test_a_line_longer_than_max_frame_bytes_is_dead_lettered_and_reading_goes_on
     assert record["payload"].startswith('{"id": "zzz') and len(record["payload"]) == 64 << 10
     saved = orjson.loads((tmp_path / "pos.json").read_bytes())
     assert (saved["offset"], saved["line"]) == (path.stat().st_size, 3)  # positions count the whole line
+
+
+STDIN_SCRIPT = """
+import sys
+from streamflow import Pipeline
+from streamflow.core.stage import ComponentConfig, Sink
+
+class Sizes(Sink[ComponentConfig]):
+    async def write(self, batch):
+        print(len(batch), sum(len(m.value["s"]) for m in batch.messages))
+
+r = (Pipeline("stdin-bytes").source("stdin", batch_bytes=2500, max_frame_bytes=5000, on_error="skip")
+     .sink(Sizes()).run(handle_signals=False))
+print(r.summary(), file=sys.stderr)
+sys.exit(r.exit_code)
+"""
+
+
+def test_stdin_batches_end_at_batch_bytes_and_an_oversized_line_is_skipped() -> None:
+    line = orjson.dumps({"s": "x" * 1000}) + b"\n"
+    data = line * 3 + orjson.dumps({"s": "y" * 10_000}) + b"\n" + line * 2
+    proc = subprocess.run([sys.executable, "-c", STDIN_SCRIPT], input=data, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    batches = [tuple(map(int, row.split())) for row in proc.stdout.decode().splitlines()]
+    assert sum(n for n, _ in batches) == 5 and all(n <= 3 for n, _ in batches)
+    assert all(size < 2500 + 1100 for _, size in batches)  # a batch ends at the line that reaches 2500 bytes
+    assert b"FrameTooLarge: a frame of 10009 bytes" in proc.stderr

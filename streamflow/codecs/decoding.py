@@ -143,6 +143,16 @@ class FramedSource(Source[FC]):
         return batch
 
 
+def frames_within(frames: list[bytes], limit: int) -> int:
+    """How many leading ``frames`` a batch of ``limit`` bytes takes (at least one)."""
+    total = 0
+    for i, frame in enumerate(frames, 1):
+        total += len(frame)
+        if total >= limit:
+            return i
+    return len(frames)
+
+
 class FrameTooLarge(ValueError):
     """A frame (line) longer than the source's ``max_frame_bytes``; its record holds the first 64 KiB."""
 

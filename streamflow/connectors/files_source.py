@@ -12,7 +12,7 @@ import aiofiles.os
 import orjson
 from pydantic import Field, model_validator
 
-from ..codecs.decoding import FramedSource, FramedSourceConfig
+from ..codecs.decoding import FramedSource, FramedSourceConfig, frames_within
 from ..codecs.framing import frame_bytes
 from ..core.batch import Batch
 from ..core.registry import SOURCES
@@ -60,16 +60,6 @@ class FileSourceConfig(FramedSourceConfig):
             raise ValueError(f"framing: {self.framing} makes the whole file one event; it cannot be "
                              f"followed (use mode: read)")
         return self
-
-
-def _frames_within(frames: list[bytes], limit: int) -> int:
-    """How many leading ``frames`` a batch of ``limit`` bytes takes (at least one)."""
-    total = 0
-    for i, frame in enumerate(frames, 1):
-        total += len(frame)
-        if total >= limit:
-            return i
-    return len(frames)
 
 
 class FilePosition(NamedTuple):
@@ -240,7 +230,7 @@ class FileSource(FramedSource[FileSourceConfig]):
     async def _emit(self, n: int) -> Batch:
         """A batch of the next ``n`` pending frames, or fewer once they hold ``batch_bytes``."""
         if self._pending_bytes >= self.config.batch_bytes:
-            n = min(n, _frames_within(self._pending, self.config.batch_bytes))
+            n = min(n, frames_within(self._pending, self.config.batch_bytes))
         take = self._pending[:n]
         del self._pending[:n]
         first = self._emit_line

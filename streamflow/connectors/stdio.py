@@ -9,7 +9,7 @@ import sys
 import threading
 
 from ..codecs.config import CodecConfig
-from ..codecs.decoding import FramedSource, FramedSourceConfig
+from ..codecs.decoding import FramedSource, FramedSourceConfig, frames_within
 from ..codecs.encoding import StreamEncoder
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed
@@ -130,6 +130,8 @@ class StdinSource(FramedSource[StdinSourceConfig]):
             if rest is not None:
                 self._pending.append(rest)
         take = self._pending[:self.config.batch_size]
+        if sum(map(len, take)) > self.config.batch_bytes:
+            take = take[:frames_within(take, self.config.batch_bytes)]
         del self._pending[:len(take)]
         first = self._line
         self._line += len(take)
