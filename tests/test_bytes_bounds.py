@@ -146,4 +146,4 @@ def test_stdin_batches_end_at_batch_bytes_and_an_oversized_line_is_skipped() -> 
     batches = [tuple(map(int, row.split())) for row in proc.stdout.decode().splitlines()]
     assert sum(n for n, _ in batches) == 5 and all(n <= 3 for n, _ in batches)
     assert all(size < 2500 + 1100 for _, size in batches)  # a batch ends at the line that reaches 2500 bytes
-    assert b"FrameTooLarge: a frame of 10009 bytes" in proc.stderr
+    assert b"FrameTooLarge: a frame of 10008 bytes" in proc.stderr
