@@ -119,8 +119,8 @@ class Runner:
 
     @property
     def stalled(self) -> bool:
-        """No progress for ``stall_timeout`` while events wait (`StallDetector`)."""
-        return self.stall is not None and self.stall.stalled
+        """Running or draining, with no progress for ``stall_timeout`` while events wait (`StallDetector`)."""
+        return self.stall is not None and self.stall.stalled and self.state in ("running", "draining")
 
     @property
     def healthy(self) -> bool:
