@@ -24,7 +24,7 @@ from .core.pipeline import Pipeline
 from .core.result import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunResult
 from .core.settings import HttpSettings
 from .loading import load
-from .observability.logging import FORMATS, redact, setup_logging
+from .observability.logging import FORMATS, log_config_error, redact, setup_logging
 
 log = logging.getLogger("streamflow.cli")
 
@@ -37,12 +37,16 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a value of a YAML pipeline, e.g. --set source.count=10 (repeatable).")
 
 
-def _load(target: str, overrides: tuple[str, ...], check_files: bool = False) -> Pipeline:
-    """Load and validate, or print the config errors to stderr and exit 2."""
+def _load(target: str, overrides: tuple[str, ...], check_files: bool = False,
+          log_format: str = "text") -> Pipeline:
+    """Load and validate, or report the config errors on stderr (JSON log lines in JSON mode) and exit 2."""
     try:
         return load(target, overrides, check_files=check_files)
     except ConfigError as exc:
-        click.echo(redact(str(exc)), err=True)
+        if log_format == "json":
+            log_config_error(exc)
+        else:
+            click.echo(redact(str(exc)), err=True)
         raise SystemExit(EXIT_CONFIG) from None
 
 
@@ -78,7 +82,7 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
     1: the pipeline failed; 2: config error; 130: aborted by a second signal.
     """
     setup_logging(log_format, log_level or ("WARNING" if quiet else "INFO"))
-    pipeline = _load(target, overrides, check_files=True)
+    pipeline = _load(target, overrides, check_files=True, log_format=log_format)
     if http_port is not None or http_host is not None:
         http = pipeline.settings.http or HttpSettings()
         update = {k: v for k, v in (("port", http_port), ("host", http_host)) if v is not None}

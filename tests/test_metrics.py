@@ -95,7 +95,8 @@ async def test_counters_after_a_run_equal_what_the_run_did() -> None:
     assert value(m, "streamflow_channel_blocked_seconds_total", channel="sources->evens") >= 0
 
     assert value(m, "streamflow_up", pipeline="orders") == 1
-    assert value(m, "streamflow_ready", pipeline="orders", state="stopped") == 0
+    assert value(m, "streamflow_ready", pipeline="orders") == 0
+    assert value(m, "streamflow_state", pipeline="orders", state="stopped") == 1
     assert value(m, "streamflow_source_pending_batches", source="in") == 0
 
 
@@ -140,7 +141,7 @@ async def test_scrape_while_running_and_consumer_lag() -> None:
     assert value(m, "streamflow_events_out_total", stage="out") == 30
     assert value(m, "streamflow_consumer_lag", source="gated", topic="orders", partition="0") == 12
     assert value(m, "streamflow_consumer_lag", source="gated", topic="orders", partition="1") == 7
-    assert value(m, "streamflow_ready", state="running") == 1
+    assert value(m, "streamflow_ready") == 1 and value(m, "streamflow_state", state="running") == 1
     # event age is measured from the message timestamp (epoch 1.0: very old)
     assert value(m, "streamflow_event_age_seconds_count", sink="out") == 1
     assert value(m, "streamflow_event_age_seconds_bucket", sink="out", le="300.0") == 0

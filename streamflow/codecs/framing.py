@@ -31,12 +31,30 @@ class Incomplete(bytes):
     """The bytes of a frame the input ended in the middle of: they go to the source's ``on_error``."""
 
 
+#: Bytes of an oversized frame kept for its error record.
+OVERSIZED_HEAD = 64 << 10
+
+
+class Oversized(bytes):
+    """The first `OVERSIZED_HEAD` bytes of a frame longer than the source's ``max_frame_bytes``;
+    ``size`` is the frame's whole length. It goes to the source's ``on_error``."""
+
+    size: int = 0
+
+
+def frame_bytes(frames: Sequence[bytes]) -> int:
+    """The input bytes ``frames`` came from (an `Oversized` frame counts its whole ``size``)."""
+    return sum(map(len, frames)) + sum([f.size - len(f) for f in frames if type(f) is Oversized])
+
+
 class Deframer(ABC):
     """Splits the chunks of one byte stream into frames, keeping an unfinished frame for the next chunk."""
 
     __slots__ = ()
     #: Frames may end with a ``\\r`` to drop (the newline framing of CRLF input).
     saw_cr: bool = False
+    #: `Oversized` frames produced so far.
+    oversized: int = 0
 
     @abstractmethod
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -72,8 +90,12 @@ class Framing(ABC):
     delimiter: ClassVar[bytes | None] = None
 
     @abstractmethod
-    def deframer(self) -> Deframer:
-        """The state of one input stream being split into frames."""
+    def deframer(self, max_frame: int = 0) -> Deframer:
+        """The state of one input stream being split into frames.
+
+        ``max_frame`` (0: none) bounds the bytes one frame may hold while it is
+        read, where the framing supports it (``newline``): longer frames come
+        out as `Oversized`."""
 
     @abstractmethod
     def frame(self, payloads: Sequence[bytes]) -> bytes:
@@ -85,51 +107,98 @@ class Framing(ABC):
 
 
 class LineSplitter(Deframer):
-    """Frames chunks of a byte stream into lines, keeping a partial trailing line."""
+    """Frames chunks of a byte stream into lines, keeping a partial trailing line.
 
-    __slots__ = ("_partial", "saw_cr")
+    With ``max_frame``, a line longer than that many bytes is not held whole:
+    its first `OVERSIZED_HEAD` bytes come out as an `Oversized` frame (the
+    source's ``on_error`` takes it) once its end is found, and the bytes in
+    between are counted and dropped, so memory stays bounded by ``max_frame``.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_partial", "saw_cr", "max_frame", "_held", "_cut", "oversized")
+
+    def __init__(self, max_frame: int = 0) -> None:
         self._partial: list[bytes] = []
         #: Whether any chunk fed so far held a ``\r`` (then lines may end with one).
         self.saw_cr = False
+        self.max_frame = max_frame
+        self._held = 0  # bytes in _partial
+        self._cut: Oversized | None = None  # the oversized line being passed over
+        #: Oversized frames produced so far.
+        self.oversized = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The complete lines ``chunk`` finishes (without their ``\\n``)."""
         if not self.saw_cr and b"\r" in chunk:
             self.saw_cr = True
+        head: list[bytes] = []
+        if self._cut is not None:
+            end = chunk.find(b"\n")
+            if end < 0:
+                self._cut.size += len(chunk)
+                return []
+            self._cut.size += end
+            head.append(self._cut)
+            self._cut = None
+            chunk = chunk[end + 1:]
         if b"\n" not in chunk:
             if chunk:
-                self._partial.append(chunk)
-            return []
+                self._hold(chunk)
+            return head
         if self._partial:
             self._partial.append(chunk)
             chunk = b"".join(self._partial)
             self._partial.clear()
+            self._held = 0
         lines = chunk.split(b"\n")
         last = lines.pop()
+        if self.max_frame and len(chunk) > self.max_frame:  # only then can a line be too long
+            lines = [self._oversized(line, len(line)) if len(line) > self.max_frame else line
+                     for line in lines]
         if last:
-            self._partial.append(last)
-        return lines
+            self._hold(last)
+        return head + lines if head else lines
+
+    def _hold(self, part: bytes) -> None:
+        """Keep ``part`` of the next line; past ``max_frame`` bytes, start passing over the line."""
+        self._partial.append(part)
+        self._held += len(part)
+        if self.max_frame and self._held > self.max_frame:
+            held = b"".join(self._partial)
+            self._partial.clear()
+            self._cut = self._oversized(held, self._held)
+            self._held = 0
+
+    def _oversized(self, data: bytes, size: int) -> Oversized:
+        self.oversized += 1
+        frame = Oversized(data[:OVERSIZED_HEAD])
+        frame.size = size
+        return frame
 
     def skip(self, chunk: bytes) -> int:
         if (n := chunk.count(b"\n")) == 0:
             self._partial.append(chunk)
+            self._held += len(chunk)
             return 0
         self._partial[:] = [chunk[chunk.rindex(b"\n") + 1:]]
+        self._held = len(self._partial[0])
         return n
 
     def rest(self) -> bytes | None:
         """Take the unterminated trailing line, if any (at end of input)."""
+        if self._cut is not None:
+            cut, self._cut = self._cut, None
+            return cut
         if not self._partial:
             return None
         rest = b"".join(self._partial)
         self._partial.clear()
+        self._held = 0
         return rest or None
 
     @property
     def pending(self) -> int:
-        return sum(map(len, self._partial))
+        return self._held if self._cut is None else self._cut.size
 
 
 @FRAMINGS.register("newline")
@@ -139,8 +208,8 @@ class NewlineFraming(Framing):
     overhead = 1
     delimiter = b"\n"
 
-    def deframer(self) -> Deframer:
-        return LineSplitter()
+    def deframer(self, max_frame: int = 0) -> Deframer:
+        return LineSplitter(max_frame)
 
     def frame(self, payloads: Sequence[bytes]) -> bytes:
         return b"".join([p + b"\n" for p in payloads])
@@ -193,7 +262,7 @@ class LengthDelimitedFraming(Framing):
 
     overhead = 4
 
-    def deframer(self) -> Deframer:
+    def deframer(self, max_frame: int = 0) -> Deframer:
         return LengthSplitter()
 
     def frame(self, payloads: Sequence[bytes]) -> bytes:
@@ -208,6 +277,7 @@ class WholeSplitter(LineSplitter):
     def feed(self, chunk: bytes) -> list[bytes]:
         if chunk:
             self._partial.append(chunk)
+            self._held += len(chunk)
         return []
 
     def skip(self, chunk: bytes) -> int:
@@ -220,7 +290,7 @@ class WholeFraming(Framing):
 
     streaming = False
 
-    def deframer(self) -> Deframer:
+    def deframer(self, max_frame: int = 0) -> Deframer:
         return WholeSplitter()
 
     def frame(self, payloads: Sequence[bytes]) -> bytes:
@@ -237,7 +307,7 @@ class JsonArrayFraming(Framing):
     readable = False
     streaming = False
 
-    def deframer(self) -> Deframer:
+    def deframer(self, max_frame: int = 0) -> Deframer:
         raise FramingError("json_array framing only joins payloads; read a JSON array with "
                            "`codec: json` and `framing: whole`")
 

@@ -9,6 +9,7 @@ import orjson
 
 from ..core.registry import CODECS
 from .base import Codec
+from .exact_json import dumps_exact, loads_exact, may_hold_big_int
 
 
 def _default(obj: Any) -> Any:
@@ -26,31 +27,53 @@ _LINE = orjson.OPT_APPEND_NEWLINE
 
 
 def json_payload(value: Any, option: int = 0) -> bytes:
-    """``value`` as JSON that never fails: non-string keys as strings, unknown types by `_default`."""
+    """``value`` as JSON that never fails: non-string keys as strings, unknown types by `_default`,
+    integers beyond 64 bits exact (`dumps_exact`)."""
     try:
         return orjson.dumps(value, default=_default, option=option)
     except TypeError:
-        return orjson.dumps(value, default=_default, option=option | _ANY_KEYS)
+        try:
+            return orjson.dumps(value, default=_default, option=option | _ANY_KEYS)
+        except TypeError:  # an integer beyond 64 bits
+            return dumps_exact(value, _default, newline=bool(option & _LINE))
+
+
+def json_decode(data: bytes) -> Any:
+    """One JSON payload: orjson, or the standard library where a number may not fit 64 bits."""
+    if type(data) is bytes and may_hold_big_int(data):
+        return loads_exact(data)
+    return orjson.loads(data)
 
 
 @CODECS.register("json")
 class JsonCodec(Codec):
     """JSON (orjson). Blank lines of a stream are skipped; a file or stdout sink writes bytes values as they
-    are, sets as lists and other objects JSON has no type for by their ``str()``."""
+    are, sets as lists and other objects JSON has no type for by their ``str()``. Integers beyond 64 bits
+    are read and written exactly (`streamflow.codecs.exact_json`)."""
 
     # ``encode`` (one Kafka record) raises on a value orjson cannot encode; the batch forms do not
 
     skip_blank = True
-    #: orjson's own function: no Python frame per decoded payload
-    decode = staticmethod(orjson.loads)  # type: ignore[assignment]
-    #: For bytes consumed at once (copied into a send buffer, then dropped): no exact-size copy.
+    decode = staticmethod(json_decode)
+
+    def decode_many(self, frames: list[bytes]) -> list[Any]:
+        if may_hold_big_int(b" ".join(frames)):  # one scan for the batch; then find the frames
+            return [json_decode(frame) for frame in frames]
+        loads = orjson.loads
+        return [loads(frame) for frame in frames]
+
+    #: For bytes consumed at once (copied into a send buffer, then dropped): no exact-size copy. Raises on
+    #: an integer beyond 64 bits; the caller then takes the per-value path (`encode`), which does not.
     encode_transient = staticmethod(orjson.dumps)
 
     def encode(self, value: Any) -> bytes:
         # orjson returns its bytes in a ~4 KiB allocation whatever the length; copying into an
         # exact-size object (~90 ns) keeps a 100-byte event at ~150 bytes while it waits for a
         # broker ack or in a channel, instead of 4 KiB each
-        return b"%b" % orjson.dumps(value)
+        try:
+            return b"%b" % orjson.dumps(value)
+        except TypeError:  # an integer beyond 64 bits (anything else the standard library refuses too)
+            return dumps_exact(value)
 
     def encode_many(self, values: Sequence[Any]) -> list[bytes]:
         return [v if isinstance(v, bytes) else json_payload(v) for v in values]

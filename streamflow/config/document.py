@@ -11,10 +11,17 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from . import fast_yaml
 from .errors import InvalidConfig, Issue
 
 #: A path into the config tree: mapping keys and list indexes.
 KeyPath = tuple[str | int, ...]
+
+#: Largest pipeline file read (bytes): a config, not a data set.
+MAX_FILE_BYTES = 8 << 20
+#: Values a document may hold in all once its aliases (``*name``) are expanded; a YAML "billion
+#: laughs" reaches it within a fraction of a second instead of expanding without end.
+MAX_VALUES = 1_000_000
 
 
 def format_path(path: KeyPath) -> str:
@@ -53,8 +60,8 @@ class Document:
     def parse(cls, text: str, filename: str) -> Document:
         """Parse YAML text; a syntax error raises `InvalidConfig` with ruamel's line."""
         try:
-            root = YAML(typ="rt").load(text)
-        except YAMLError as exc:
+            root = fast_yaml.load(text) if fast_yaml.AVAILABLE else YAML(typ="rt").load(text)
+        except (YAMLError, fast_yaml.LIBYAML_ERROR, fast_yaml.FastYamlError) as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
             context = getattr(exc, "context", None)
@@ -65,8 +72,12 @@ class Document:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Document:
-        """Read and parse a YAML file."""
+        """Read and parse a YAML file (at most `MAX_FILE_BYTES`)."""
         try:
+            size = os.stat(path).st_size
+            if size > MAX_FILE_BYTES:
+                raise InvalidConfig([Issue(str(path), "", f"the pipeline file is {size:,} bytes; at most "
+                                                          f"{MAX_FILE_BYTES:,} are read")])
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidConfig([Issue(str(path), "", f"cannot read the pipeline file: {exc}")]) from None
@@ -114,9 +125,20 @@ class Document:
 
     # -- data -----------------------------------------------------------------
     def to_plain(self, on_string: Callable[[str, KeyPath], Any] | None = None) -> Any:
-        """The tree as plain dicts, lists and scalars; ``on_string`` may rewrite each string value."""
+        """The tree as plain dicts, lists and scalars; ``on_string`` may rewrite each string value.
+
+        Aliases are expanded (each use is a copy); more than `MAX_VALUES` values in all is an
+        `InvalidConfig` naming where the expansion went past it.
+        """
+        count = 0
 
         def convert(node: Any, path: KeyPath) -> Any:
+            nonlocal count
+            count += 1
+            if count > MAX_VALUES:
+                raise InvalidConfig([self.issue(path, f"the document expands to more than {MAX_VALUES:,} "
+                                                      "values: YAML aliases (*name) repeat too much "
+                                                      "(an alias bomb?)")])
             if isinstance(node, dict):
                 return {_plain_scalar(k): convert(v, (*path, k)) for k, v in node.items()}
             if isinstance(node, list):

@@ -123,6 +123,7 @@ class FileSink(Sink[FileSinkConfig]):
     """
 
     acks_itself = True
+    counts_delivered = True
 
     def setup(self) -> None:
         cfg = self.config
@@ -132,6 +133,7 @@ class FileSink(Sink[FileSinkConfig]):
         self._opened_at = 0.0
         self._header_needed = False
         self._unacked: list[Ack] = []
+        self._unacked_events = self._unacked_batches = 0
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._next_flush: float | None = None
@@ -183,6 +185,8 @@ class FileSink(Sink[FileSinkConfig]):
             await _write(self._file, data, per_batch, self.config.fsync)
             self._size += len(data)
             self._unacked.extend(batch.acks)
+            self._unacked_events += len(values)
+            self._unacked_batches += 1
             if per_batch:
                 self._ack_written()
 
@@ -199,6 +203,9 @@ class FileSink(Sink[FileSinkConfig]):
         acks, self._unacked = self._unacked, []
         for a in acks:
             a.release()
+        if self._unacked_batches and self.ctx is not None:
+            self.ctx.delivered(self._unacked_events, self._unacked_batches)
+        self._unacked_events = self._unacked_batches = 0
 
     async def _rotate(self) -> None:
         await self._flush_locked()

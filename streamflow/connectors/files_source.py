@@ -12,7 +12,8 @@ import aiofiles.os
 import orjson
 from pydantic import Field, model_validator
 
-from ..codecs.decoding import FramedSource, FramedSourceConfig
+from ..codecs.decoding import FramedSource, FramedSourceConfig, frames_within
+from ..codecs.framing import frame_bytes
 from ..core.batch import Batch
 from ..core.registry import SOURCES
 from ..core.stage import StageContext
@@ -85,8 +86,9 @@ class FileSource(FramedSource[FileSourceConfig]):
         self._file: Any = None
         self._inode = 0
         self._dev = 0
-        self._splitter = self.framing.deframer()
+        self._splitter = self.deframer()
         self._pending: list[bytes] = []
+        self._pending_bytes = 0  # input bytes the frames in _pending came from
         self._read_pos = 0      # bytes of the current file taken into the splitter
         self._emit_pos = 0      # byte offset after the last line emitted
         self._emit_line = 0     # lines emitted (and skipped) from the current file
@@ -135,7 +137,7 @@ class FileSource(FramedSource[FileSourceConfig]):
             await self._file.close()
         self._file = f
         self._dev, self._inode = st.st_dev, st.st_ino
-        self._splitter = self.framing.deframer()
+        self._splitter = self.deframer()
         self._read_pos = self._emit_pos = self._emit_line = 0
         self._seek_needed = self._finishing = False
         self.start_stream()
@@ -156,7 +158,7 @@ class FileSource(FramedSource[FileSourceConfig]):
     async def _end_point(self) -> FilePosition:
         """The position after the last complete frame, counting the frames before it."""
         f, size = self._file, self.config.chunk_size
-        frames = self.framing.deframer()
+        frames = self.deframer()
         pos = count = 0
         while chunk := await f.read(size):
             count += frames.skip(chunk)
@@ -167,7 +169,7 @@ class FileSource(FramedSource[FileSourceConfig]):
         f = self._file
         if self.codec.header and start.line > 0:  # the header was read before the checkpoint: again
             await f.seek(0)
-            header = self.framing.deframer()
+            header = self.deframer()
             while (chunk := await f.read(self.config.chunk_size)) and not (frames := header.feed(chunk)):
                 pass
             if chunk:
@@ -181,7 +183,7 @@ class FileSource(FramedSource[FileSourceConfig]):
         cfg = self.config
         size = cfg.batch_size
         while True:
-            if len(self._pending) >= size:
+            if len(self._pending) >= size or self._pending_bytes >= cfg.batch_bytes:
                 return await self._emit(size)
             if self._file is None:
                 if not await self._try_open():
@@ -218,22 +220,33 @@ class FileSource(FramedSource[FileSourceConfig]):
         if not chunk:
             return False
         self._read_pos += len(chunk)
+        held = self._splitter.pending
         lines = self._splitter.feed(chunk)
         if lines:
             self._pending.extend(lines)
+            self._pending_bytes += held + len(chunk) - self._splitter.pending
         return True
 
     async def _emit(self, n: int) -> Batch:
+        """A batch of the next ``n`` pending frames, or fewer once they hold ``batch_bytes``."""
+        if self._pending_bytes >= self.config.batch_bytes:
+            n = min(n, frames_within(self._pending, self.config.batch_bytes))
         take = self._pending[:n]
         del self._pending[:n]
         first = self._emit_line
+        cut = bool(self._splitter.oversized)
+        size = frame_bytes(take) if cut else sum(map(len, take))
+        size += self.framing.overhead * len(take)
+        self._pending_bytes = max(0, self._pending_bytes - size) if self._pending else 0
         # an unterminated last line has no newline to count: never go past what was read
-        end = min(self._emit_pos + sum(map(len, take)) + self.framing.overhead * len(take), self._read_pos)
+        end = min(self._emit_pos + size, self._read_pos)
         self._emit_pos = end
         self._emit_line += len(take)
         path = self.config.path
         ack = self.tracker.track(path, FilePosition(self._inode, end, self._emit_line))
-        return await self.make_batch(take, first, path, ack, self._splitter.saw_cr)
+        batch = await self.make_batch(take, first, path, ack, self._splitter.saw_cr, cut)
+        batch.nbytes = size
+        return batch
 
     async def _try_open(self) -> bool:
         try:

@@ -117,6 +117,7 @@ class HttpSink(Sink[HttpSinkConfig]):
     """
 
     acks_itself = True
+    counts_delivered = True
 
     def setup(self) -> None:
         cfg = self.config
@@ -206,6 +207,8 @@ class HttpSink(Sink[HttpSinkConfig]):
                     if 200 <= resp.status < 300:
                         await resp.read()
                         batch.ack()
+                        if self.ctx is not None:
+                            self.ctx.delivered(len(batch.messages))
                         if attempt > 1:
                             log.info("http sink %s: delivered after %d attempts", self.name, attempt)
                         return

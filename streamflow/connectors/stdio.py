@@ -9,7 +9,7 @@ import sys
 import threading
 
 from ..codecs.config import CodecConfig
-from ..codecs.decoding import FramedSource, FramedSourceConfig
+from ..codecs.decoding import FramedSource, FramedSourceConfig, frames_within
 from ..codecs.encoding import StreamEncoder
 from ..core.batch import Batch
 from ..core.errors import PipelineFailed
@@ -94,7 +94,7 @@ class StdinSource(FramedSource[StdinSourceConfig]):
     def setup(self) -> None:
         super().setup()
         self._reader: _PipeReader | _ThreadReader | None = None
-        self._splitter = self.framing.deframer()
+        self._splitter = self.deframer()
         self._pending: list[bytes] = []
         self._line = 0
         self._eof = False
@@ -130,11 +130,13 @@ class StdinSource(FramedSource[StdinSourceConfig]):
             if rest is not None:
                 self._pending.append(rest)
         take = self._pending[:self.config.batch_size]
+        if sum(map(len, take)) > self.config.batch_bytes:
+            take = take[:frames_within(take, self.config.batch_bytes)]
         del self._pending[:len(take)]
         first = self._line
         self._line += len(take)
         return await self.make_batch(take, first, "stdin", self.tracker.track("stdin", self._line),
-                                     self._splitter.saw_cr)
+                                     self._splitter.saw_cr, bool(self._splitter.oversized))
 
     async def close(self) -> None:
         if self._reader is not None:

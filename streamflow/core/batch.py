@@ -14,15 +14,21 @@ class Batch:
     Channels carry batches, never single events. A stage that turns one batch
     into several calls `retain` once per extra batch; a batch that ends (written,
     filtered to nothing, dead-lettered) calls `ack`.
+
+    ``nbytes`` estimates the memory its events hold, for the byte bounds of
+    channels (contract 1): the raw size the source read, set by the source or
+    computed once by `size` (-1 until then). Derived batches keep it — an
+    estimate, as a transform may grow or shrink its events.
     """
 
-    __slots__ = ("messages", "acks", "created")
+    __slots__ = ("messages", "acks", "created", "nbytes")
 
     def __init__(self, messages: list[Message], acks: list[Ack] | tuple[Ack, ...] = (),
-                 created: float = 0.0) -> None:
+                 created: float = 0.0, nbytes: int = -1) -> None:
         self.messages = messages
         self.acks = acks
         self.created = created
+        self.nbytes = nbytes
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -31,8 +37,20 @@ class Batch:
         return iter(self.messages)
 
     def derive(self, messages: list[Message]) -> Batch:
-        """A batch of other messages sharing this batch's acks (not retained)."""
-        return Batch(messages, self.acks, self.created)
+        """A batch of other messages sharing this batch's acks (not retained) and its size estimate."""
+        return Batch(messages, self.acks, self.created, self.nbytes)
+
+    def size(self) -> int:
+        """``nbytes``, estimated once from the messages if the source did not set it.
+
+        The raw bytes of each message (or its value, when that is bytes or a
+        string); other values count 0 — their batch is bounded in events only.
+        """
+        if self.nbytes < 0:
+            self.nbytes = sum([len(m.raw) if m.raw is not None
+                               else len(m.value) if isinstance(m.value, (bytes, str)) else 0
+                               for m in self.messages])
+        return self.nbytes
 
     def retain(self, n: int = 1) -> None:
         for a in self.acks:
@@ -49,12 +67,14 @@ class Batch:
         messages: list[Message] = []
         acks: list[Ack] = []
         created = 0.0
+        nbytes = 0
         for b in batches:
             messages.extend(b.messages)
             acks.extend(b.acks)
+            nbytes += b.size()
             if b.created and (not created or b.created < created):
                 created = b.created
-        return Batch(messages, acks, created)
+        return Batch(messages, acks, created, nbytes)
 
     def __repr__(self) -> str:
         return f"Batch({len(self.messages)} messages, {len(self.acks)} acks)"

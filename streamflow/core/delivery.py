@@ -35,6 +35,8 @@ class Delivery:
         self.stats = stats
         self.hooks = hooks
         self.retry = retry
+        #: Whether a write (or its retries) is running: events wait in it.
+        self.writing = False
 
     async def run(self, inp: Channel) -> None:
         """Write every batch of ``inp`` until it ends, then flush the sink."""
@@ -44,16 +46,19 @@ class Delivery:
             stats.events_in += n
             stats.batches_in += 1
             started = time.perf_counter()
+            self.writing = True
             await self._retrying("write", lambda: sink.write(batch))  # noqa: B023 - awaited at once
+            self.writing = False
             elapsed = time.perf_counter() - started
             stats.busy_seconds += elapsed
             for h in self.hooks:
                 h.batch_written(stats, batch, elapsed)
             if not sink.acks_itself:
                 batch.ack()
-            stats.events_out += n
-            stats.batches_out += 1
-            stats.last_event_at = time.monotonic()
+            if not sink.counts_delivered:
+                stats.events_out += n
+                stats.batches_out += 1
+                stats.last_event_at = time.monotonic()
         await self._retrying("flush", sink.flush)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:

@@ -15,6 +15,7 @@ from ..observability.logging import redact
 from .backoff import Backoff
 from .batch import Batch
 from .configs import error_lines
+from .log_throttle import LogThrottle
 from .message import Message
 from .stats import StageStats
 
@@ -97,18 +98,11 @@ class ErrorPolicy(Backoff):
 def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts: int) -> Message:
     """The dead-letter record of ``msg``: original bytes, error, stage and source position.
 
-    The record is both a mapping (for file/stdout sinks) and headers (for Kafka).
+    The record is both a mapping (for file/stdout sinks) and headers (for Kafka). Its
+    ``payload_encoding`` says how ``payload`` holds the original: ``utf-8`` (the bytes were
+    text), ``hex`` (they were not valid UTF-8) or ``value`` (no bytes: the event's value).
     """
-    payload: Any
-    if isinstance(msg.raw, str):
-        payload = msg.raw
-    elif msg.raw is not None:
-        try:
-            payload = msg.raw.decode()
-        except UnicodeDecodeError:
-            payload = msg.raw.hex()
-    else:
-        payload = msg.value if not isinstance(msg.value, bytes) else msg.value.decode("utf-8", "replace")
+    payload, encoding = _payload(msg)
     err = redact(f"{type(error).__name__}: {error}")  # no secret in a dead-letter record either
     record = {
         "error": err,
@@ -116,12 +110,14 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
         "attempts": attempts,
         "source": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
         "payload": payload,
+        "payload_encoding": encoding,
     }
     headers = list(msg.headers or ())
     headers += [
         ("streamflow.error", err.encode()),
         ("streamflow.stage", stage.encode()),
         ("streamflow.attempts", str(attempts).encode()),
+        ("streamflow.payload.encoding", encoding.encode()),
     ]
     if msg.topic is not None:
         headers.append(("streamflow.source.topic", str(msg.topic).encode()))
@@ -131,6 +127,19 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
         headers.append(("streamflow.source.offset", str(msg.offset).encode()))
     return Message(record, msg.key, headers, msg.timestamp, msg.topic, msg.partition, msg.offset,
                    msg.raw if msg.raw is not None else None)
+
+
+def _payload(msg: Message) -> tuple[Any, str]:
+    """The original payload of ``msg`` for a dead-letter record, and how it is encoded there."""
+    raw = msg.raw if msg.raw is not None else msg.value if isinstance(msg.value, (bytes, str)) else None
+    if raw is None:
+        return msg.value, "value"
+    if isinstance(raw, str):
+        return raw, "utf-8"
+    try:
+        return raw.decode(), "utf-8"
+    except UnicodeDecodeError:
+        return raw.hex(), "hex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,8 @@ class ErrorHandler:
         self.policy = policy
         self.stats = stats
         self.dead_letter = dead_letter
+        #: The per-event warnings: the first few per interval, then a count (`LogThrottle`).
+        self._logs = LogThrottle(log, f"stage {stage}: ")
 
     async def handle(self, msg: Message, error: BaseException,
                      retry: Callable[[], Any] | None = None, batch: Batch | None = None) -> Handled:
@@ -183,8 +194,8 @@ class ErrorHandler:
         self._count("errors")
         if action == "skip":
             self._count("skipped")
-            log.warning("stage %s: skipped event at %s: %s", self.stage, msg.position(), _describe(error),
-                        extra=self._where(msg))
+            self._logs.warning("skipped", self._where(msg), "stage %s: skipped event at %s: %s", self.stage,
+                               msg.position(), _describe(error))
             return SKIPPED
         if action == "dead_letter":
             await self._dead_letter(msg, error, attempts, batch)
@@ -199,10 +210,9 @@ class ErrorHandler:
         while not policy.exhausted(attempts):
             self._count("retries")
             delay = policy.delay(attempts)
-            log.warning("stage %s: %s at %s; retry %d/%s in %.2fs", self.stage, _describe(error),
-                        msg.position(), attempts,
-                        "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay,
-                        extra=self._where(msg))
+            self._logs.warning("retried", self._where(msg), "stage %s: %s at %s; retry %d/%s in %.2fs",
+                               self.stage, _describe(error), msg.position(), attempts,
+                               "∞" if policy.max_attempts is None else policy.max_attempts - 1, delay)
             await asyncio.sleep(delay)
             attempts += 1
             try:
@@ -218,8 +228,8 @@ class ErrorHandler:
                            batch: Batch | None) -> None:
         """Send ``msg``'s dead-letter record, holding ``batch``'s acks until it is written."""
         self._count("dead_lettered")
-        log.warning("stage %s: dead-lettered event at %s: %s", self.stage, msg.position(),
-                    _describe(error), extra=self._where(msg))
+        self._logs.warning("dead-lettered", self._where(msg), "stage %s: dead-lettered event at %s: %s",
+                           self.stage, msg.position(), _describe(error))
         if self.dead_letter is None:
             raise PipelineFailed(f"stage {self.stage!r} has on_error dead_letter but the "
                                  "pipeline has no dead_letter sink")

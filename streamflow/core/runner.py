@@ -28,12 +28,14 @@ from .channel import Channel
 from .commits import Committer
 from .delivery import Delivery
 from .errors import PipelineFailed
+from .log_throttle import LogThrottle
 from .loops import close_after, concurrent_transform_loop, source_loop, transform_loop
 from .pipeline import Pipeline
 from .result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunnerHooks, RunResult
 from .routing import Router
 from .signals import ShutdownSignals
 from .stage import Component, Sink, StageContext, Transform
+from .stall import StallDetector
 from .stats import StageStats
 from .tuning import gc_tuned, new_event_loop, tune_allocator
 
@@ -77,10 +79,14 @@ class Runner:
         self._sink_channels = [self._channel(f"->{r.sink.name}") for r in pipeline.sinks]
         dlq = pipeline.dead_letter_sink
         self._dlq_channel = self._channel(f"->{dlq.name}") if dlq is not None else None
+        timeout = self.settings.stall_timeout
+        #: Notices a run that makes no progress while events wait (None: stall_timeout is null).
+        self.stall = StallDetector(timeout) if timeout is not None else None
+        self._deliveries: list[Delivery] = []
 
     def _channel(self, name: str) -> Channel:
         cap = self.settings.channel
-        ch = Channel(name, cap.max_batches, cap.max_events)
+        ch = Channel(name, cap.max_batches, cap.max_events, cap.max_bytes)
         self.channels.append(ch)
         return ch
 
@@ -108,8 +114,19 @@ class Runner:
 
     @property
     def ready(self) -> bool:
-        """Running, not draining, and every source and sink connected."""
-        return self.state == "running" and all(c.ready for c in self.pipeline.stages())
+        """Running, not draining, not stalled, and every source and sink connected."""
+        return (self.state == "running" and not self.stalled
+                and all(c.ready for c in self.pipeline.stages()))
+
+    @property
+    def stalled(self) -> bool:
+        """Running or draining, with no progress for ``stall_timeout`` while events wait (`StallDetector`)."""
+        return self.stall is not None and self.stall.stalled and self.state in ("running", "draining")
+
+    @property
+    def healthy(self) -> bool:
+        """False only while stalled with ``stall_unhealthy`` set (drives /healthz)."""
+        return not (self.stalled and self.settings.stall_unhealthy)
 
     @property
     def stopping(self) -> bool:
@@ -141,6 +158,7 @@ class Runner:
                 self._failure = self._failure or exc
             finally:
                 self.state = "stopped"
+                LogThrottle.flush_all()
                 await self._committer.commit_all(final=True)
                 await self._close(opened)
                 for w in watchers:
@@ -204,6 +222,11 @@ class Runner:
         stages = self._start_stages()
         committer = asyncio.create_task(self._committer.run(), name="committer")
         abort_wait = asyncio.create_task(self._abort.wait())
+        helpers: list[asyncio.Task[Any]] = [committer, abort_wait]
+        if self.stall is not None:
+            helpers.append(asyncio.create_task(self.stall.watch(
+                lambda: list(self.stats.values()), self.channels,
+                lambda: [d.sink.name for d in self._deliveries if d.writing]), name="stall-detector"))
         pending = set(stages)
         try:
             while pending and not self._abort.is_set():
@@ -214,7 +237,6 @@ class Runner:
                     if exc is not None:
                         self._fail(task.get_name(), exc)
         finally:
-            helpers: list[asyncio.Task[Any]] = [committer, abort_wait]
             for task in [*pending, *helpers]:
                 task.cancel()
             await asyncio.gather(*pending, *helpers, return_exceptions=True)
@@ -247,7 +269,9 @@ class Runner:
         return concurrent_transform_loop(t, inp, out, stats)
 
     def _delivery(self, sink: Sink[Any]) -> Delivery:
-        return Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry)
+        delivery = Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry)
+        self._deliveries.append(delivery)
+        return delivery
 
     def _fail(self, task_name: str, exc: BaseException) -> None:
         if self._failure is None:

@@ -20,6 +20,9 @@ class ChannelSettings(ConfigModel):
 
     max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
     max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
+    max_bytes: int = Field(16 << 20, ge=1, description=(
+        "bytes (the raw size of its events) a channel holds before put() waits; one larger batch "
+        "still passes, alone"))
 
 
 class HttpSettings(ConfigModel):
@@ -46,3 +49,9 @@ class PipelineSettings(ConfigModel):
         "how a failing sink write is retried (backpressure holds the source meanwhile); "
         "`max_attempts` reached fails the pipeline"))
     http: HttpSettings | None = Field(None, description="serve /metrics, /healthz and /readyz")
+    # -- stall detection (contract 5: a pipeline that stops is never silent)
+    stall_timeout: float | None = Field(300.0, gt=0, description=(
+        "seconds without progress while events wait (in a channel or a sink write) after which the "
+        "pipeline is stalled: /readyz 503, streamflow_stalled 1, a warning; null: never"))
+    stall_unhealthy: bool = Field(False, description=(
+        "a stalled pipeline also fails /healthz, so a liveness probe restarts it"))

@@ -11,6 +11,7 @@ attributes from the config, `open` is where connections and files are opened.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
@@ -86,6 +87,13 @@ class StageContext:
         """
         if self.on_failure is not None:
             self.on_failure(error)
+
+    def delivered(self, events: int, batches: int = 1) -> None:
+        """Count ``events`` as durably written (a sink with ``counts_delivered`` calls it when it acks)."""
+        stats = self.stats
+        stats.events_out += events
+        stats.batches_out += batches
+        stats.last_event_at = time.monotonic()
 
     def error_handler(self, policy: ErrorPolicy) -> ErrorHandler:
         return ErrorHandler(self.stage, policy, self.stats, self.dead_letter, self.pipeline)
@@ -301,10 +309,16 @@ class Sink(Component[C]):
     it. A sink that acknowledges later (interval flush, pipelined producer)
     sets ``acks_itself = True`` and calls `Batch.ack` itself, and `flush`
     must make everything written durable and acked.
+
+    ``events_out`` counts durably written events. The engine counts a batch
+    when `write` returns, unless the sink sets ``counts_delivered = True`` and
+    calls `StageContext.delivered` itself when it acks (then events it
+    refuses and dead-letters count as ``dead_lettered`` only).
     """
 
     kind = "sink"
     acks_itself: ClassVar[bool] = False
+    counts_delivered: ClassVar[bool] = False
 
     @abstractmethod
     async def write(self, batch: Batch) -> None:

@@ -151,3 +151,45 @@ def setup_logging(format: str | None = None, level: str | int = "INFO", stream: 
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def log_config_error(exc: Exception) -> None:
+    """Log a config error as ERROR records: one per `Issue` (with its file, line, column and field
+    path as fields) for an ``InvalidConfig``, else one with the error's text."""
+    config_log = logging.getLogger("streamflow.config")
+    issues = getattr(exc, "issues", None)
+    if not issues:
+        config_log.error("config error: %s", exc, extra={"error": "config"})
+        return
+    for issue in issues:
+        config_log.error("config error: %s", issue, extra={
+            "error": "config", "location": issue.location, "field": issue.path,
+            "line": issue.line, "column": issue.column, "problem": issue.message})
+
+
+class RetriedLibraryErrors(logging.Filter):
+    """Logs a library's ERROR about a condition it retries by itself at INFO instead.
+
+    aiokafka logs ``Group Coordinator Request failed: [Error 15]
+    GroupCoordinatorNotAvailableError`` at ERROR on the first start against a
+    new broker (while the broker creates its offsets topic) and then simply
+    retries: a healthy start has no ERROR line. Only errors aiokafka marks
+    ``retriable`` are lowered; a fatal one stays an ERROR.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.ERROR and isinstance(record.msg, str)
+                and record.msg.startswith("Group Coordinator Request failed")
+                and record.args and getattr(record.args[0], "retriable", False)):  # type: ignore[index]
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_retried_library_errors() -> None:
+    """Install `RetriedLibraryErrors` on the loggers it knows (once)."""
+    logger = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, RetriedLibraryErrors) for f in logger.filters):
+        logger.addFilter(RetriedLibraryErrors())
+
+
+quiet_retried_library_errors()

@@ -15,14 +15,16 @@ the process-global one, so several pipelines (or tests) never collide.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import __version__
 from ..core.batch import Batch
 from ..core.result import RunnerHooks
 from ..core.stats import StageStats
@@ -47,7 +49,10 @@ STAGE_COUNTERS: dict[str, tuple[str, str]] = {
     "retries": ("streamflow_retries", "Retries: of failing events (retry policy) and of sink writes."),
     "skipped": ("streamflow_skipped", "Failed events dropped by a `skip` policy."),
     "dead_lettered": ("streamflow_dead_lettered", "Failed events sent to the dead-letter sink."),
-    "filtered": ("streamflow_filtered", "Events a transform dropped on purpose (filters)."),
+    "filtered": ("streamflow_filtered", "Events a transform dropped on purpose (filters; blank payloads of "
+                                        "a parse stage)."),
+    "blank": ("streamflow_blank_frames", "Blank or whitespace-only frames (lines) a source or parse stage "
+                                         "passed over: no event for the json and csv codecs."),
     "busy_seconds": ("streamflow_stage_busy_seconds", "Seconds a stage spent processing or writing."),
     "commits": ("streamflow_commits", "Checkpoints a source wrote (Kafka offset commits, file positions)."),
     "commit_errors": ("streamflow_commit_errors", "Checkpoint writes that failed (retried next interval)."),
@@ -99,6 +104,10 @@ class PipelineMetrics(RunnerHooks, Collector):
         self._stage_children: dict[str, Any] = {}
         self._sink_children: dict[str, tuple[Any, Any]] = {}
         self.registry.register(self)
+        # process_* (CPU, memory, open files), python_info and python_gc_* series
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
     @classmethod
     def for_runner(cls, runner: Runner) -> PipelineMetrics:
@@ -149,10 +158,31 @@ class PipelineMetrics(RunnerHooks, Collector):
                                labels=["pipeline"])
         up.add_metric([pipeline], 1)
         yield up
-        ready = GaugeMetricFamily("streamflow_ready", "1 when running with every source and sink connected.",
-                                  labels=["pipeline", "state"])
-        ready.add_metric([pipeline, runner.state], 1 if runner.ready else 0)
-        yield ready
+        yield from self._collect_health(runner, pipeline)
+
+    @staticmethod
+    def _collect_health(runner: Runner, pipeline: str) -> Iterator[Metric]:
+        """Readiness, the run's state, the stall detector and the build."""
+        labels = ["pipeline"]
+        ready = GaugeMetricFamily("streamflow_ready", "1 when running, not stalled, with every source and sink "
+                                                      "connected (as /readyz).", labels=labels)
+        ready.add_metric([pipeline], 1 if runner.ready else 0)
+        state = GaugeMetricFamily("streamflow_state", "1 for the run's current state (starting, running, "
+                                                      "draining, stopped).", labels=[*labels, "state"])
+        state.add_metric([pipeline, runner.state], 1)
+        stalled = GaugeMetricFamily("streamflow_stalled", "1 while no stage made progress for stall_timeout "
+                                                          "with events waiting.", labels=labels)
+        stalls = CounterMetricFamily("streamflow_stalls", "Times the pipeline stalled.", labels=labels)
+        idle = GaugeMetricFamily("streamflow_seconds_without_progress",
+                                 "Seconds since a stage last made progress or nothing waited.", labels=labels)
+        detector = runner.stall
+        stalled.add_metric([pipeline], 1 if runner.stalled else 0)
+        stalls.add_metric([pipeline], detector.stalls if detector is not None else 0)
+        idle.add_metric([pipeline], detector.seconds_without_progress() if detector is not None else 0.0)
+        build = GaugeMetricFamily("streamflow_build_info", "1; the streamflow and Python versions as labels.",
+                                  labels=["version", "python"])
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield from (ready, state, stalled, stalls, idle, build)
 
     @staticmethod
     def _collect_stages(runner: Runner, pipeline: str) -> Iterator[Metric]:
@@ -178,6 +208,12 @@ class PipelineMetrics(RunnerHooks, Collector):
             "capacity_events": GaugeMetricFamily("streamflow_channel_capacity_events",
                                                  "Events a channel holds before put() waits.",
                                                  labels=CHANNEL_LABELS),
+            "depth_bytes": GaugeMetricFamily("streamflow_channel_depth_bytes",
+                                             "Bytes (raw size of the events) queued in a channel.",
+                                             labels=CHANNEL_LABELS),
+            "capacity_bytes": GaugeMetricFamily("streamflow_channel_capacity_bytes",
+                                                "Bytes a channel holds before put() waits (one larger batch "
+                                                "passes alone).", labels=CHANNEL_LABELS),
             "blocked": CounterMetricFamily("streamflow_channel_blocked_seconds",
                                            "Seconds producers waited on a full channel (backpressure).",
                                            labels=CHANNEL_LABELS),
@@ -190,6 +226,8 @@ class PipelineMetrics(RunnerHooks, Collector):
             families["depth_events"].add_metric(labels, ch.events)
             families["capacity_batches"].add_metric(labels, ch.max_batches)
             families["capacity_events"].add_metric(labels, ch.max_events)
+            families["depth_bytes"].add_metric(labels, ch.bytes)
+            families["capacity_bytes"].add_metric(labels, ch.max_bytes)
             families["blocked"].add_metric(labels, ch.blocked_seconds)
             families["through"].add_metric(labels, ch.batches_through)
         yield from families.values()
