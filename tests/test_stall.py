@@ -75,9 +75,11 @@ async def test_a_hung_sink_makes_the_run_stalled_not_ready_and_optionally_unheal
         assert value(m, "streamflow_stalled", pipeline="hung") == 1
         assert value(m, "streamflow_ready", pipeline="hung") == 0
         assert value(m, "streamflow_stalls_total", pipeline="hung") == 1
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{server.port}/readyz") as resp:
-            assert resp.status == 503
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{server.port}/readyz") as resp:
+                assert resp.status == 503 and "stalled: no progress" in (await resp.json())["reason"]
+            async with session.get(f"http://127.0.0.1:{server.port}/healthz") as resp:
+                assert resp.status == 503 and (await resp.json())["status"] == "stalled"
         sink.release.set()
         result = await run
     assert result.exit_code == EXIT_OK and sink.written == 1000

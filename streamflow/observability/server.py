@@ -3,7 +3,8 @@
 * ``/metrics`` — the runner's `PipelineMetrics` in the Prometheus text
   format (OpenMetrics when the scraper asks for it).
 * ``/healthz`` — 200 as long as the event loop answers. It is served by the
-  loop itself, so a blocked or dead loop fails the liveness probe.
+  loop itself, so a blocked or dead loop fails the liveness probe; 503 while
+  the pipeline is stalled, if ``settings.stall_unhealthy`` asks for that.
 * ``/readyz`` — 200 only while `Runner.ready` (running, every source and sink
   connected, no keyed state being restored); 503 with a JSON reason while
   starting, restoring, draining or stopped, so a load balancer or Kubernetes
@@ -100,7 +101,14 @@ class OpsServer:
         return web.Response(body=encoder(self.metrics.registry), headers={"Content-Type": content_type})
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
+        if not self.runner.healthy:  # stalled, with settings.stall_unhealthy
+            return _json(503, {"status": "stalled", "state": self.runner.state, "reason": self._stall_reason()})
         return _json(200, {"status": "ok", "state": self.runner.state})
+
+    def _stall_reason(self) -> str:
+        stall = self.runner.stall
+        seconds = stall.seconds_without_progress() if stall is not None else 0.0
+        return f"stalled: no progress for {seconds:.0f}s while events wait"
 
     async def handle_readyz(self, request: web.Request) -> web.Response:
         runner = self.runner
@@ -112,6 +120,8 @@ class OpsServer:
         connecting = [n for n in waiting if n not in restoring]
         if runner.state != "running":
             reason = f"pipeline is {runner.state}"
+        elif runner.stalled:
+            reason = self._stall_reason()
         else:
             reason = "; ".join([*(["restoring state: " + ", ".join(restoring)] if restoring else []),
                                 *(["not connected: " + ", ".join(connecting)] if connecting else [])])
