@@ -26,7 +26,10 @@ from typing import Any
 import orjson
 import pytest
 
+from streamflow.connectors.kafka import KafkaSource
 from streamflow.connectors.kafka.security import KafkaConnection
+from streamflow.core.stage import StageContext
+from streamflow.core.stats import StageStats
 from streamflow.state import open_store
 from streamflow.state.changelog import Changelog, changelog_topic
 
@@ -178,3 +181,43 @@ async def test_member_leaves_mid_stream_and_the_survivor_restores_its_state(
     if leave == signal.SIGTERM:
         # a graceful leave drains and commits before it lets go: nothing is read twice
         assert len(records) == produced
+
+
+class SlowRestore:
+    """A partition listener whose `assigned` outlasts the group's session timeout, as a big restore does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.assignments: list[list[int]] = []
+        self.revocations: list[list[int]] = []
+
+    async def assigned(self, source: object, topic: str, partitions: Any, total: int) -> None:
+        self.assignments.append(sorted(partitions))
+        await asyncio.sleep(self.seconds)
+
+    async def revoked(self, topic: str, partitions: Any) -> None:
+        self.revocations.append(sorted(partitions))
+
+
+async def test_a_restore_longer_than_the_session_timeout_keeps_the_partitions(kafka):
+    """The group coordinator evicts a member that does not heartbeat for ``session_timeout_ms``; a
+    restore runs inside the assignment callback, so without heartbeats there a restore longer than
+    the session timeout would lose the partitions it restored, restore them again, and loop."""
+    src = await kafka.topic("slow-restore", 2)
+    await kafka.produce(src, ((None, {"id": i}, i % 2) for i in range(200)))
+    source = KafkaSource(bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}",
+                         session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=30_000)
+    slow = SlowRestore(9)
+    source.add_partition_listener(slow)
+    await source.open(StageContext("slow-restore", "kafka", StageStats("kafka", "source")))
+    ids: set[int] = set()
+    try:
+        while len(ids) < 200:
+            batch = await asyncio.wait_for(source.read(), 60)
+            ids |= {m.value["id"] for m in batch.messages}
+            batch.ack()
+        await asyncio.sleep(3)  # a few heartbeats after the callback: an evicted member learns it here
+    finally:
+        await source.close()
+    # evicted, it would have been revoked and assigned again (and restored again, and evicted again …)
+    assert slow.assignments == [[0, 1]] and slow.revocations == [], (slow.assignments, slow.revocations)
