@@ -12,6 +12,7 @@ WORKLOADS: dict[str, str] = {
     "kafka-enrich": "kafka_enrich:KafkaEnrich",
     "io-enrich": "io_enrich:IoEnrich",
     "memory": "memory:Memory",
+    "state-restore": "state_restore:StateRestore",
 }
 
 

@@ -29,7 +29,7 @@ write-ahead log). ``rocksdict`` is an optional dependency: ``pip install
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,19 @@ class RocksStore(StateStore):
                     batch.put(key, value)
             self._db.write(batch)
             self._pending.clear()
+
+    def restore_many(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """One RocksDB write batch per call (a fetch of the changelog): memory stays flat however large
+        the state, where collecting the whole restore first would hold it all."""
+        self._write_pending()
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        for key, value in changes:
+            if value is None:
+                delete(key)
+            else:
+                put(key, value)
+        self._db.write(batch)
 
     def batch(self) -> AbstractContextManager[object]:
         """Writes inside the block go to RocksDB as one write batch (nested blocks join the outer one)."""
