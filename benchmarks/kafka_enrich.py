@@ -364,11 +364,12 @@ def pipeline(params: dict[str, Any]) -> Any:
             .sink("kafka", bootstrap_servers=params["bootstrap"], topic=params["output_topic"]))
 
 
-async def run_streamflow(params: dict[str, Any]) -> dict[str, Any]:
+async def run_streamflow(params: dict[str, Any], p: Any = None) -> dict[str, Any]:
+    """Run ``p`` (default: the kafka-enrich pipeline) until every input offset is acknowledged."""
     from streamflow.core.runner import Runner
 
     ends = {int(p): o for p, o in params["end_offsets"].items()}
-    p = pipeline(params)
+    p = p or pipeline(params)
     source = p.sources[0]
     marks: dict[str, float] = {}
 
