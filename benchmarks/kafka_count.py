@@ -32,10 +32,11 @@ import asyncio
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from .harness import Workload, module_available
-from .kafka_enrich import BATCH, PARTITIONS, create_topic, delete_topic, end_offsets
+from .kafka_enrich import BATCH, PARTITIONS, Record, create_topic, write_once
 
 #: Keys of the input (``*-1Mkeys``: as many keys as events).
 KEYS = 100_000
@@ -186,38 +187,12 @@ def count_pipeline(params: dict[str, Any]) -> Any:
 
 async def ensure_keyed_input(bootstrap: str, topic: str, n: int, keys: int) -> dict[int, int]:
     """The input topic: event i (``{"id": i}``) keyed ``k-<key_of(i)>`` on partition key % 3; made once."""
-    ends = await end_offsets(bootstrap, topic)
-    if sum(ends.values()) == n and len(ends) == PARTITIONS:
-        return ends
-    if ends:
-        await delete_topic(bootstrap, topic)
-        await asyncio.sleep(1)
-    await create_topic(bootstrap, topic)
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=1 << 20, max_request_size=4 << 20)
-    await producer.start()
-    try:
-        batches = [producer.create_batch() for _ in range(PARTITIONS)]
-        pending = []
+    def records() -> Iterator[Record]:
         for i in range(n):
             k = key_of(i, keys)
-            p, record = k % PARTITIONS, {"key": key_bytes(k), "value": b'{"id":%d}' % i, "timestamp": None}
-            if batches[p].append(**record) is None:
-                pending.append(await producer.send_batch(batches[p], topic, partition=p))
-                batches[p] = producer.create_batch()
-                batches[p].append(**record)
-            if len(pending) > 16:
-                await asyncio.gather(*pending)
-                pending.clear()
-        for p, batch in enumerate(batches):
-            if batch.record_count():
-                pending.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return await end_offsets(bootstrap, topic)
+            yield k % PARTITIONS, key_bytes(k), b'{"id":%d}' % i, []
+
+    return await write_once(bootstrap, topic, n, records)
 
 
 async def read_counts(params: dict[str, Any]) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ import asyncio
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -120,44 +121,20 @@ async def restore_all(params: dict[str, Any]) -> dict[str, Any]:
 
 async def ensure_changelog(bootstrap: str, topic: str, n: int) -> None:
     """The changelog topic with keys 0..n-1 (key i on partition i % 3) and the applied markers."""
-    from aiokafka import AIOKafkaProducer
-
     from streamflow.state.changelog import APPLIED_KEY, CHANGE_PREFIX, SOURCE_OFFSET, SOURCE_PARTITION
 
-    from .kafka_enrich import delete_topic, end_offsets
+    from .kafka_enrich import Record, write_once
 
-    ends = await end_offsets(bootstrap, topic)
-    if sum(ends.values()) == n + PARTITIONS and len(ends) == PARTITIONS:
-        return
-    if ends:
-        await delete_topic(bootstrap, topic)
-        await asyncio.sleep(1)
-    await create_compacted_topic(bootstrap, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=1 << 20, max_request_size=4 << 20)
-    await producer.start()
-    started = time.monotonic()
-    try:
-        pending = []
+    def records() -> Iterator[Record]:
         for p in range(PARTITIONS):
-            source = [(SOURCE_PARTITION, str(p).encode())]
-            records = [(CHANGE_PREFIX + state_key(i), state_value(i), source + [(SOURCE_OFFSET, b"%d" % i)])
-                       for i in range(p, n, PARTITIONS)]
-            records.append((APPLIED_KEY, b"%d" % n, []))
-            batch = producer.create_batch()
-            for key, value, headers in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
-                if len(pending) > 16:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            pending.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    print(f"  changelog {topic}: {n:,} keys written in {time.monotonic() - started:.1f}s", flush=True)
+            source = (SOURCE_PARTITION, str(p).encode())
+            for i in range(p, n, PARTITIONS):
+                yield p, CHANGE_PREFIX + state_key(i), state_value(i), [source, (SOURCE_OFFSET, b"%d" % i)]
+            yield p, APPLIED_KEY, b"%d" % n, []
+
+    started = time.monotonic()
+    await write_once(bootstrap, topic, n + PARTITIONS, records, create_compacted_topic)
+    print(f"  changelog {topic}: {n:,} keys in {time.monotonic() - started:.1f}s", flush=True)
 
 
 async def create_compacted_topic(bootstrap: str, name: str) -> None:

@@ -8,13 +8,12 @@ Output records carry the input's key and the new count as ASCII digits.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..harness import Stopwatch, peak_rss_kib
+from ..harness import Stopwatch
 
 
 def run_quixstreams(params: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +57,8 @@ def run_faust(params: dict[str, Any]) -> dict[str, Any]:
     import faust
     from faust import Worker
 
+    from .faust_app import finish
+
     n = params["n"]
     app = faust.App(params["group"], broker=f"kafka://{params['bootstrap']}", value_serializer="raw",
                     key_serializer="raw", web_enabled=False, store=os.environ.get("SF_BENCH_FAUST_STORE", "rocksdb://"),
@@ -71,16 +72,6 @@ def run_faust(params: dict[str, Any]) -> dict[str, Any]:
     seen: dict[str, Any] = {"count": 0, "t_first": None}
     sw = Stopwatch()
 
-    async def finish() -> None:
-        await app.producer.flush()
-        t_done = time.time()
-        sw.__exit__()
-        await asyncio.sleep(0.1)
-        await app.consumer.commit()
-        result = sw.result(seen["count"], t_first=seen["t_first"], t_done=t_done, child_rss_kib=peak_rss_kib())
-        Path(params["_result_file"]).write_text(json.dumps(result))
-        os._exit(0)  # faust's worker shutdown is slow and not what is measured
-
     @app.agent(source)
     async def count(stream: Any) -> None:
         async for event in stream.events():
@@ -93,7 +84,7 @@ def run_faust(params: dict[str, Any]) -> dict[str, Any]:
             await sink.send(key=key, value=c)
             seen["count"] += 1
             if seen["count"] >= n:
-                asyncio.ensure_future(finish())
+                asyncio.ensure_future(finish(app, sw, seen, params))
 
     Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return {"unsupported": "faust worker exited before the end of the input"}
