@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -181,32 +182,45 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 async def ensure_input(bootstrap: str, topic: str, n: int) -> dict[int, int]:
     """The input topic with events 0..n-1 (event i on partition i % 3); produced once per broker."""
+    dumps, make = orjson.dumps, data.make_event
+    return await write_once(bootstrap, topic, n,
+                            lambda: ((i % PARTITIONS, None, dumps(make(i)), []) for i in range(n)))
+
+
+#: One record `write_once` writes: (partition, key, value, headers).
+Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+async def write_once(bootstrap: str, topic: str, n: int, records: Callable[[], Iterable[Record]],
+                     create: Callable[[str, str], Awaitable[None]] = create_topic) -> dict[int, int]:
+    """``topic`` with the ``n`` records ``records()`` makes, written in record batches once per broker
+    (a topic of that name already holding ``n`` records is reused); its end offsets."""
     ends = await end_offsets(bootstrap, topic)
     if sum(ends.values()) == n and len(ends) == PARTITIONS:
         return ends
     if ends:
         await delete_topic(bootstrap, topic)
         await asyncio.sleep(1)
-    await create_topic(bootstrap, topic)
+    await create(bootstrap, topic)
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                                 max_batch_size=1 << 20, max_request_size=4 << 20)
     await producer.start()
     try:
-        dumps = orjson.dumps
+        batches: dict[int, Any] = {}
         pending = []
-        for p in range(PARTITIONS):
-            batch = producer.create_batch()
-            for i in range(p, n, PARTITIONS):
-                value = dumps(data.make_event(i))
-                if batch.append(key=None, value=value, timestamp=None) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=None, value=value, timestamp=None)
-                if len(pending) > 16:
-                    await asyncio.gather(*pending)
-                    pending.clear()
+        for p, key, value, headers in records():
+            if p not in batches:
+                batches[p] = producer.create_batch()
+            if batches[p].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                pending.append(await producer.send_batch(batches[p], topic, partition=p))
+                batches[p] = producer.create_batch()
+                batches[p].append(key=key, value=value, timestamp=None, headers=headers)
+            if len(pending) > 16:
+                await asyncio.gather(*pending)
+                pending.clear()
+        for p, batch in batches.items():
             if batch.record_count():
                 pending.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*pending)
@@ -214,7 +228,7 @@ async def ensure_input(bootstrap: str, topic: str, n: int) -> dict[int, int]:
         await producer.stop()
     ends = await end_offsets(bootstrap, topic)
     if sum(ends.values()) != n:
-        raise RuntimeError(f"input topic {topic} has {sum(ends.values())} records, expected {n}")
+        raise RuntimeError(f"topic {topic} has {sum(ends.values())} records, expected {n}")
     return ends
 
 
@@ -364,11 +378,12 @@ def pipeline(params: dict[str, Any]) -> Any:
             .sink("kafka", bootstrap_servers=params["bootstrap"], topic=params["output_topic"]))
 
 
-async def run_streamflow(params: dict[str, Any]) -> dict[str, Any]:
+async def run_streamflow(params: dict[str, Any], p: Any = None) -> dict[str, Any]:
+    """Run ``p`` (default: the kafka-enrich pipeline) until every input offset is acknowledged."""
     from streamflow.core.runner import Runner
 
     ends = {int(p): o for p, o in params["end_offsets"].items()}
-    p = pipeline(params)
+    p = p or pipeline(params)
     source = p.sources[0]
     marks: dict[str, float] = {}
 

@@ -10,8 +10,10 @@ from .harness import Workload
 WORKLOADS: dict[str, str] = {
     "file-enrich": "file_enrich:FileEnrich",
     "kafka-enrich": "kafka_enrich:KafkaEnrich",
+    "kafka-count": "kafka_count:KafkaCount",
     "io-enrich": "io_enrich:IoEnrich",
     "memory": "memory:Memory",
+    "state-restore": "state_restore:StateRestore",
 }
 
 

@@ -65,6 +65,17 @@ def test_kafka_workload_produces_correct_output(tmp_path: Path, kafka_broker) ->
         assert row["samples"][0]["events"] == 2000
 
 
+@pytest.mark.kafka
+def test_stateful_workloads_produce_correct_output(tmp_path: Path, kafka_broker) -> None:
+    rows = run_smoke(tmp_path, "--workload", "kafka-count", "--workload", "state-restore",
+                     "--bootstrap", kafka_broker.bootstrap)
+    got = {(r["workload"], r["variant"]): r for r in rows}
+    assert set(got) == {("kafka-count", "streamflow-memory"), ("kafka-count", "streamflow-disk"),
+                        ("state-restore", "memory"), ("state-restore", "disk")}
+    for variant, row in got.items():
+        assert row["status"] == "ok", (variant, row["status"])  # every count and every restored key checked
+
+
 def test_output_check_catches_a_missing_or_altered_record(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("STREAMFLOW_BENCH_CACHE", str(tmp_path / "cache"))

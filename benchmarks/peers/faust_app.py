@@ -36,18 +36,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"count": 0, "t_first": None}
     sw = Stopwatch()
 
-    async def finish() -> None:
-        await app.producer.flush()
-        t_done = time.time()
-        sw.__exit__()
-        # commit what the agent acknowledged (faust acks an event when the iteration moves past it)
-        await asyncio.sleep(0.1)
-        await app.consumer.commit()
-        result = sw.result(state["count"], t_first=state["t_first"], t_done=t_done,
-                           child_rss_kib=peak_rss_kib())
-        Path(params["_result_file"]).write_text(json.dumps(result))
-        os._exit(0)  # faust's worker shutdown is slow and not what is measured
-
     @app.agent(source)
     async def enrich(stream: Any) -> None:
         # batches of up to 1000 events (faust's fastest form); one send per output event
@@ -62,7 +50,20 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                     v.update(index[v["user_id"]])
                     await sink.send(value=dumps(v))
             if state["count"] >= n:
-                asyncio.ensure_future(finish())
+                asyncio.ensure_future(finish(app, sw, state, params))
 
     Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return {"unsupported": "faust worker exited before the end of the input"}
+
+
+async def finish(app: Any, sw: Stopwatch, state: dict[str, Any], params: dict[str, Any]) -> None:
+    """Once the agent saw every event: flush, commit, write the result and exit the worker at once."""
+    await app.producer.flush()
+    t_done = time.time()
+    sw.__exit__()
+    # commit what the agent acknowledged (faust acks an event when the iteration moves past it)
+    await asyncio.sleep(0.1)
+    await app.consumer.commit()
+    result = sw.result(state["count"], t_first=state["t_first"], t_done=t_done, child_rss_kib=peak_rss_kib())
+    Path(params["_result_file"]).write_text(json.dumps(result))
+    os._exit(0)  # faust's worker shutdown is slow and not what is measured

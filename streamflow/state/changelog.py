@@ -41,9 +41,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -60,6 +59,9 @@ CHANGE_PREFIX = b"\x01"
 APPLIED_KEY = b"\x00"
 SOURCE_PARTITION = "streamflow.source.partition"
 SOURCE_OFFSET = "streamflow.source.offset"
+#: Most records one restore fetch hands over (the reader's fetches are `RESTORE_FETCH_BYTES` per partition).
+RESTORE_FETCH_RECORDS = 50_000
+RESTORE_FETCH_BYTES = 8 * 2**20
 
 
 def changelog_topic(pipeline: str, state: str) -> str:
@@ -112,7 +114,8 @@ class Changelog:
             f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
         self._reader = await start_client(
             lambda: AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False,
-                                     auto_offset_reset="earliest"),
+                                     auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES,
+                                     fetch_max_bytes=4 * RESTORE_FETCH_BYTES),
             f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
         try:
             admin: Admin = AIOKafkaAdminClient(**options)
@@ -149,7 +152,11 @@ class Changelog:
 
     async def restore(self, store: StateStore,
                       on_progress: Callable[[RestoreProgress], None] | None = None) -> RestoreProgress:
-        """Fill a fresh ``store`` with its partition's changelog, up to the end offset as of now."""
+        """Fill a fresh ``store`` with its partition's changelog, up to the end offset as of now.
+
+        Per fetch (up to `RESTORE_FETCH_RECORDS`), the changes go to the store in
+        one bulk write (`StateStore.restore_many`) and their highest source
+        offset once: the per-record work is a key check and a header read."""
         reader = self._reader
         if reader is None:
             raise RuntimeError(f"changelog {self.topic} is not started")
@@ -159,17 +166,17 @@ class Changelog:
         end = (await reader.end_offsets([tp]))[tp]
         progress = RestoreProgress(store.name, store.partition, start, end, start)
         reader.seek(tp, start)
-        with store.batch():
-            while progress.position < end:
-                fetched = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
-                for record in fetched.get(tp, ()):
-                    if record.offset >= end:
-                        break
-                    self._apply(store, record)
-                    progress.records += 1
-                progress.position = await reader.position(tp)
-                if on_progress is not None:
-                    on_progress(progress)
+        while progress.position < end:
+            fetched = await reader.getmany(tp, timeout_ms=500, max_records=RESTORE_FETCH_RECORDS)
+            records = fetched.get(tp)
+            if records:
+                if records[-1].offset >= end:
+                    records = [r for r in records if r.offset < end]
+                self._apply(store, records)
+                progress.records += len(records)
+            progress.position = await reader.position(tp)
+            if on_progress is not None:
+                on_progress(progress)
         progress.done = True
         if on_progress is not None:
             on_progress(progress)
@@ -177,17 +184,36 @@ class Changelog:
                  self.topic, progress.records, store.applied)
         return progress
 
-    def _apply(self, store: StateStore, record: ConsumerRecord) -> None:
-        key = record.key or b""
-        if key == APPLIED_KEY:
-            store.restore_applied(int(record.value or b"-1"))
-        elif key.startswith(CHANGE_PREFIX):
-            headers: dict[str, Any] = dict(record.headers)
-            if headers.get(SOURCE_PARTITION) != str(store.partition).encode():
-                raise ChangelogError(
-                    f"{self.topic}[{store.partition}]@{record.offset} came from source partition "
-                    f"{headers.get(SOURCE_PARTITION)!r}: the topic is shared with another input")
-            store.restore(key[1:], record.value, int(headers[SOURCE_OFFSET]))
-        else:
-            raise ChangelogError(f"{self.topic}[{store.partition}]@{record.offset} is not a streamflow "
-                                 f"changelog record (key {key[:20]!r})")
+    def _apply(self, store: StateStore, records: Sequence[ConsumerRecord]) -> None:
+        """Apply fetched changelog records to ``store``, in order."""
+        source = (SOURCE_PARTITION, str(store.partition).encode())
+        changes: list[tuple[bytes, bytes | None]] = []
+        applied = store.applied
+        for record in records:
+            key = record.key or b""
+            if key[:1] == CHANGE_PREFIX:
+                headers = record.headers
+                # as `flush` writes them: the source partition, then the source offset
+                if len(headers) < 2 or headers[0] != source or headers[1][0] != SOURCE_OFFSET:
+                    headers = self._checked_headers(store, record, source)
+                changes.append((key[1:], record.value))
+                offset = int(headers[1][1])
+            elif key == APPLIED_KEY:
+                offset = int(record.value or b"-1")
+            else:
+                raise ChangelogError(f"{self.topic}[{store.partition}]@{record.offset} is not a streamflow "
+                                     f"changelog record (key {key[:20]!r})")
+            if offset > applied:
+                applied = offset
+        store.restore_many(changes)
+        store.restore_applied(applied)
+
+    def _checked_headers(self, store: StateStore, record: ConsumerRecord,
+                         source: tuple[str, bytes]) -> Sequence[tuple[str, bytes]]:
+        """A change's headers in `flush`'s order, or `ChangelogError` when another input wrote it."""
+        headers: dict[str, bytes] = dict(record.headers)
+        if headers.get(SOURCE_PARTITION) != source[1] or SOURCE_OFFSET not in headers:
+            raise ChangelogError(
+                f"{self.topic}[{store.partition}]@{record.offset} came from source partition "
+                f"{headers.get(SOURCE_PARTITION)!r}: the topic is shared with another input")
+        return [source, (SOURCE_OFFSET, headers[SOURCE_OFFSET])]

@@ -27,7 +27,7 @@ Backends: ``memory`` (a dict) and ``disk`` (RocksDB through ``rocksdict``; see
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import NamedTuple
@@ -124,6 +124,17 @@ class StateStore(ABC):
             self._put(key, value)
         self.restore_applied(offset)
 
+    def restore_many(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Apply changelog records in order (not logged again): the bulk form of `restore`.
+
+        The caller applies the records' highest source offset with `restore_applied`.
+        Backends override it to write a fetch's records at once."""
+        for key, value in changes:
+            if value is None:
+                self._drop(key)
+            else:
+                self._put(key, value)
+
     def restore_applied(self, offset: int) -> None:
         """Apply the changelog's applied marker: everything up to ``offset`` is in the state."""
         if offset > self.applied:
@@ -154,6 +165,13 @@ class MemoryStore(StateStore):
 
     def key_count(self) -> int:
         return len(self._data)
+
+    def restore_many(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
+        data = self._data
+        if all(value is not None for _, value in changes):
+            data.update(changes)  # type: ignore[arg-type]  # no None: checked just above
+        else:
+            super().restore_many(changes)
 
 
 #: A backend: (state name, partition, directory of its files) -> a fresh, empty store.

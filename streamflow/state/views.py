@@ -71,6 +71,15 @@ class _View:
         self.store.delete(self.key)
 
 
+def encode(value: Any) -> bytes:
+    """``value`` as JSON bytes of exactly its size.
+
+    orjson returns its bytes in a ~4 KiB allocation whatever the length: kept
+    as it is, a 10-byte count would hold 4 KiB per key in a memory store (and
+    per changed key until the changelog flush)."""
+    return b"%b" % orjson.dumps(value)
+
+
 class ValueState(_View, Generic[T]):
     """One value per key."""
 
@@ -81,7 +90,7 @@ class ValueState(_View, Generic[T]):
 
     def set(self, value: T) -> None:
         """Replace the current key's value."""
-        self.store.set(self.key, orjson.dumps(value))
+        self.store.set(self.key, encode(value))
 
     def exists(self) -> bool:
         return self.store.get(self.key) is not None
@@ -96,7 +105,7 @@ class MapState(_View, Generic[V]):
 
     def _save(self, mapping: dict[str, V]) -> None:
         if mapping:
-            self.store.set(self.key, orjson.dumps(mapping))
+            self.store.set(self.key, encode(mapping))
         else:
             self.store.delete(self.key)
 

@@ -11,6 +11,9 @@ is the only place that reaches for them:
   (``aiokafka.record.default_records``, what ``send`` checks against
   ``max_request_size``).
 
+And one thing the source needs: `heartbeat_in_callback`, group heartbeats
+while a rebalance callback runs (the consumer's group coordinator).
+
 ``tests/test_kafka_adapter.py`` fails when aiokafka renames or removes what
 this module relies on (including the names and keywords of the public calls).
 """
@@ -113,3 +116,23 @@ def available_partitions(producer: Producer, topic: str) -> list[int]:
 #: Serialized size in bytes of one record ``(key, value, headers)`` in a v2 record batch.
 record_size: Callable[[bytes | None, bytes | None, Headers], int] = \
     DefaultRecordBatchBuilder.estimate_size_in_bytes
+
+
+def heartbeat_in_callback(consumer: Consumer) -> bool:
+    """Start the group heartbeat inside ``on_partitions_assigned``; False where aiokafka does not allow it.
+
+    aiokafka stops heartbeating before it rejoins the group and starts again
+    only after the assignment callback returns. A keyed-state restore runs in
+    that callback, and the coordinator evicts a member that is silent for
+    ``session_timeout_ms``: a restore longer than that would lose the
+    partitions it restored, get them back, restore again — a loop. The member
+    has joined when the callback runs (generation and member id are set), so
+    its heartbeats are valid; aiokafka's own start after the callback sees the
+    task running and leaves it.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    start = getattr(coordinator, "_start_heartbeat_task", None)
+    if not callable(start):
+        return False
+    start()
+    return True

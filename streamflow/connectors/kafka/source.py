@@ -25,7 +25,7 @@ from ...core.errors import ErrorHandler
 from ...core.partitions import PartitionListener
 from ...core.registry import SOURCES
 from ...core.stage import Source, StageContext
-from ._aiokafka import Consumer, ConsumerRecord, TopicPartition
+from ._aiokafka import Consumer, ConsumerRecord, TopicPartition, heartbeat_in_callback
 from .clients import start_client
 from .decoding import RecordDecoder
 from .logs import quiet_repeats
@@ -203,6 +203,9 @@ class KafkaSource(Source[KafkaSourceConfig]):
         new = assigned - self._readable
         if self._listeners and new and consumer is not None:
             consumer.pause(*new)  # no record of theirs is fetched until the listeners are done
+            if not heartbeat_in_callback(consumer):  # a restore may outlast the session timeout
+                log.warning("kafka source %s: no group heartbeat while partition listeners run (aiokafka "
+                            "changed): a restore longer than session_timeout_ms loses its partitions", self.name)
             await self._tell_listeners(new, assigned=True)
             self._readable |= new
             consumer.resume(*new)
