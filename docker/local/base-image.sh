@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Make a Debian base image locally, for machines that reach Debian's packages but
+# no container registry (CI's). Usage:
+#   docker/local/base-image.sh NAME [EXTRA_PACKAGE...]
+# NAME gets a Debian bookworm minbase root filesystem (debootstrap) with Python 3.11,
+# python3-venv, the CA certificates the host trusts (its own local ones included, so
+# pip reaches PyPI through the same TLS path as the host) and EXTRA_PACKAGEs.
+# The root filesystem is cached as a tarball under $STREAMFLOW_CACHE (default
+# ~/.cache/streamflow/containers) keyed by the package list, the mirror and the
+# host's CA certificates: a warm run only imports it (seconds), a cold one takes
+# about 90 s. An image NAME that already exists with the same key is kept.
+set -euo pipefail
+
+name=${1:?usage: base-image.sh NAME [EXTRA_PACKAGE...]}
+shift
+packages="python3,python3-venv,ca-certificates${*:+,$(IFS=,; echo "$*")}"
+suite=bookworm
+mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit} /^deb / {print $2; exit}' \
+    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
+cache=${STREAMFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamflow/containers}
+key=$( { echo "$suite $packages $mirror"; cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true; } \
+    | sha256sum | cut -c1-16)
+tarball="$cache/base-$key.tar"
+
+if [ "$(podman image inspect --format '{{index .Labels "streamflow.base.key"}}' "$name" 2>/dev/null)" = "$key" ]; then
+    echo "base image $name is up to date ($key)"
+    exit 0
+fi
+
+if [ ! -s "$tarball" ]; then
+    mkdir -p "$cache"
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    echo "debootstrap $suite ($packages) from $mirror"
+    debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
+        || { tail -20 "$rootfs.log"; exit 1; }
+    rm -f "$rootfs.log"
+    # The host's local CA certificates, so HTTPS from inside behaves as on the host.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+        chroot "$rootfs" update-ca-certificates >/dev/null
+    fi
+    # What a slim image does not keep: apt lists, docs, man pages, locales but C.
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
+    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} +
+    tar -C "$rootfs" -cf "$tarball.part" .
+    mv "$tarball.part" "$tarball"
+fi
+
+# `python` as in the official python images; the bundle for pip and Python's ssl.
+podman import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL streamflow.base.key=$key" \
+    --change 'CMD ["python3"]' \
+    "$tarball" "$name" >/dev/null
+echo "base image $name imported ($key)"
