@@ -62,7 +62,9 @@ def _build() -> tuple[str, float]:
         assert r.returncode == 0, f"base image: {r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     podman("build", "--format", "docker", "--pull=never", "--build-arg", f"PYTHON_IMAGE={base}",
            "-f", str(DOCKER / "Dockerfile"), "-t", IMAGE, str(ROOT), timeout=900)
-    return IMAGE, time.monotonic() - started
+    seconds = time.monotonic() - started
+    print(f"\n[containers] image {IMAGE} built in {seconds:.1f}s (base {base})")
+    return IMAGE, seconds
 
 
 def image() -> str:
@@ -73,9 +75,7 @@ def image() -> str:
         if REQUIRED:
             pytest.fail(message)
         pytest.skip(message)
-    name, seconds = _build()
-    print(f"\n[containers] image {name} ready in {seconds:.1f}s")
-    return name
+    return _build()[0]
 
 
 def free_port() -> int:
