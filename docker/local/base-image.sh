@@ -49,7 +49,7 @@ if [ ! -s "$tarball" ]; then
     mv "$tarball.part" "$tarball"
 fi
 
-# `python` as in the official python images; the bundle for pip and Python's ssl.
+# The CA bundle for pip and Python's ssl; the key, to tell an up-to-date image.
 podman import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
@@ -57,5 +57,5 @@ podman import \
     --change 'ENV LANG=C.UTF-8' \
     --change "LABEL streamflow.base.key=$key" \
     --change 'CMD ["python3"]' \
-    "$tarball" "$name" >/dev/null
+    "$tarball" "$name" >"$cache/import.log" 2>&1 || { cat "$cache/import.log"; exit 1; }
 echo "base image $name imported ($key)"
