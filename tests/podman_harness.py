@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -95,6 +96,35 @@ def http_get(url: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
+def deployment_container() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, streamflow container) of docker/k8s/deployment.yaml."""
+    docs = list(YAML(typ="safe").load_all((DOCKER / "k8s/deployment.yaml").read_text()))
+    [pod] = [d["spec"]["template"]["spec"] for d in docs if d and d["kind"] == "Deployment"]
+    [container] = [c for c in pod["containers"] if c["name"] == "streamflow"]
+    return pod, container
+
+
+def hardening_flags() -> list[str]:
+    """`podman run` options that run the image as docker/k8s/deployment.yaml runs it.
+
+    The container tests use these, so the Deployment's runtime settings are the
+    ones exercised: uid/gid, read-only root, a writable emptyDir per mount
+    (tmpfs here), dropped capabilities, no privilege escalation.
+    """
+    pod, container = deployment_container()
+    sec = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    flags = ["--user", f"{sec['runAsUser']}:{sec['runAsGroup']}"]
+    if sec.get("readOnlyRootFilesystem"):
+        flags.append("--read-only")
+    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    flags += [a for m in container.get("volumeMounts", []) if m["name"] in empty_dirs
+              for a in ("--tmpfs", m["mountPath"])]
+    flags += [a for cap in sec.get("capabilities", {}).get("drop", []) for a in ("--cap-drop", cap)]
+    if sec.get("allowPrivilegeEscalation") is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    return flags
+
+
 class Container:
     """One detached container: its name, the host port of its operations server, and podman verbs."""
 
@@ -148,7 +178,7 @@ class Containers:
         self.tag = uuid.uuid4().hex[:8]
 
     def run(self, name: str, *args: str, network_host: bool = False, port: int | None = None) -> Container:
-        """`podman run -d` of the image, hardened as docker/k8s/deployment.yaml runs it.
+        """`podman run -d` of the image, hardened as docker/k8s/deployment.yaml runs it (`hardening_flags`).
 
         ``args``: further `podman run` options, then ``--`` and the command's arguments.
         With ``network_host`` the operations server listens on 127.0.0.1:``port`` of the host;
@@ -160,9 +190,8 @@ class Containers:
                if network_host else ["-p", f"127.0.0.1:{port}:8080"])
         cut = args.index("--") if "--" in args else len(args)
         opts, cmd = args[:cut], args[cut + 1:]
-        podman("run", "-d", "--name", full, "--health-interval", "disable",
-               "--read-only", "--tmpfs", "/tmp", "--user", "10001:10001", "--cap-drop", "ALL",
-               "--security-opt", "no-new-privileges", *net, *opts, image(), *cmd)
+        podman("run", "-d", "--name", full, "--health-interval", "disable", *hardening_flags(),
+               *net, *opts, image(), *cmd)
         container = Container(full, port)
         self.made.append(container)
         return container
