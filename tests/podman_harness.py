@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +67,24 @@ def _build() -> tuple[str, float]:
     seconds = time.monotonic() - started
     print(f"\n[containers] image {IMAGE} built in {seconds:.1f}s (base {base})")
     return IMAGE, seconds
+
+
+@functools.cache
+def _build_kafka() -> str:
+    name = os.environ.get("STREAMFLOW_TEST_KAFKA_IMAGE", "")
+    if not name:
+        name = "localhost/streamflow-kafka:test"
+        r = subprocess.run([str(DOCKER / "local/kafka-image.sh"), name], env={**podman_env(), "PYTHON": sys.executable},
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, f"kafka image: {r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return name
+
+
+def kafka_image() -> str:
+    """A Kafka broker image for docker/compose.yaml: ``$STREAMFLOW_TEST_KAFKA_IMAGE`` (apache/kafka
+    where a registry is reachable), else the local stand-in of docker/local/kafka/ (built once)."""
+    image()  # the same tools, and the same skip
+    return _build_kafka()
 
 
 def image() -> str:
