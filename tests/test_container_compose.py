@@ -162,6 +162,7 @@ async def test_compose_file_runs_kafka_producer_and_a_consumer_group(project: Pr
     assert len(consumers) == 3 and all(c.port for c in consumers)
     for c in consumers:
         await asyncio.to_thread(c.wait_ready)
+    ready = time.monotonic() - started
     project("up", "-d", "--no-build", "--no-deps", "producer")
     [producer] = project.containers("producer")
     await wait_until("the sample producer to finish", lambda: exited(producer))
@@ -213,7 +214,8 @@ async def test_compose_file_runs_kafka_producer_and_a_consumer_group(project: Pr
     assert committed == ends
     print(f"\n[compose] sample events {len(inputs)}: {len(want)} orders enriched, {len(want_dead)} dead-lettered "
           f"({len(dead)} records), the rest views; with the test's {3 * EXTRA}: {total} expected, "
-          f"{sum(seen.values())} out, {duplicates} duplicates; up to all sample events out {first:.1f}s; "
+          f"{sum(seen.values())} out, {duplicates} duplicates; from `up` to 3 consumers ready {ready:.1f}s, "
+          f"to all sample events out {first:.1f}s; "
           f"takeover after kill {takeover:.1f}s; source reads per consumer {reads}; "
           f"stops {[f'exit {c} in {s:.1f}s' for c, s in stops]}")
 

@@ -8,7 +8,7 @@
 # The root filesystem is cached as a tarball under $STREAMFLOW_CACHE (default
 # ~/.cache/streamflow/containers) keyed by the package list, the mirror, this script
 # and the host's CA certificates: a warm run only imports it (seconds), a cold one
-# takes about 70 s (Python) or 4 minutes (with Java). An image NAME that already exists with the same key is kept.
+# takes one to four minutes (debootstrap, as fast as the mirror and the machine). An image NAME that already exists with the same key is kept.
 set -euo pipefail
 
 name=${1:?usage: base-image.sh NAME [EXTRA_PACKAGE...]}
