@@ -27,7 +27,7 @@ import orjson
 import pytest
 from podman_harness import DOCKER, Container, free_port, http_get, image, kafka_image, podman, podman_env
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]  # the first test may build the images
 
 SAMPLE_EVENTS = 3000
 EXTRA = 600  # events the test adds per phase

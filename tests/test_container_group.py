@@ -24,7 +24,7 @@ from podman_harness import DOCKER, Container, Containers, http_get, podman
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]  # the first test may build the images
 
 PARTITIONS = 6
 PHASE = 1000  # events produced per phase

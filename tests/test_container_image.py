@@ -18,6 +18,8 @@ from podman_harness import Containers, http_get, image, podman
 
 import streamflow
 
+pytestmark = pytest.mark.timeout(900)  # the first test may build the image
+
 MAX_IMAGE_MB = 300  # python slim (~130 MB) + the virtualenv (~65 MB); build tools would blow it
 
 
