@@ -20,6 +20,8 @@ class StageStats:
     skipped: int = 0
     dead_lettered: int = 0
     filtered: int = 0
+    #: Events behind the watermark (a window's late events, wherever `late` sends them).
+    late: int = 0
     busy_seconds: float = 0.0
     #: Monotonic time of the first batch a source read (sources) / the last batch written (sinks).
     first_event_at: float = 0.0

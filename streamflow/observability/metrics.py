@@ -48,6 +48,7 @@ STAGE_COUNTERS: dict[str, tuple[str, str]] = {
     "skipped": ("streamflow_skipped", "Failed events dropped by a `skip` policy."),
     "dead_lettered": ("streamflow_dead_lettered", "Failed events sent to the dead-letter sink."),
     "filtered": ("streamflow_filtered", "Events a transform dropped on purpose (filters)."),
+    "late": ("streamflow_late_events", "Events behind a window's watermark, sent to its `late` output."),
     "busy_seconds": ("streamflow_stage_busy_seconds", "Seconds a stage spent processing or writing."),
     "commits": ("streamflow_commits", "Checkpoints a source wrote (Kafka offset commits, file positions)."),
     "commit_errors": ("streamflow_commit_errors", "Checkpoint writes that failed (retried next interval)."),

@@ -1,0 +1,110 @@
+"""`SeenKeys`: the keys a `dedupe` stage has seen, per input partition, kept in a state store.
+
+With a partitioned input (one Kafka topic) the seen-set of `dedupe` lives in a
+store of `streamflow.state.keyed` (one state named like the stage, logged to
+``<pipeline>-<stage>-changelog``), so a restart or a rebalance keeps
+deduplicating. Per input partition, an ordered mapping in memory (least
+recently seen first) mirrors the store; each key's stored value is
+``[expires, offset]``: when it stops counting as seen (epoch seconds, null
+without ``ttl``) and the source offset of the event that passed. ``max_keys``
+bounds each partition: the least recently seen key is deleted from the store
+too. After a restore the order is by first sighting.
+
+A replayed input (at or below the store's applied offset) changes nothing, and
+passes again only if it is the event that passed the first time (its offset is
+the stored one), so at-least-once replays neither lose that event's output nor
+let a duplicate through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Hashable
+from pathlib import Path
+
+import orjson
+
+from ..core.message import Message
+from ..state.keyed import KeyedState
+from ..state.stores import StateStore
+
+__all__ = ["SeenKeys", "key_bytes"]
+
+Entry = tuple[float | None, int]  # (expires, offset of the event that passed)
+
+
+def key_bytes(key: Hashable) -> bytes:
+    """The store key of a dedupe key (orjson); TypeError for a key JSON cannot hold."""
+    try:
+        return orjson.dumps(key)
+    except TypeError:
+        raise TypeError(f"dedupe key {key!r}: with a Kafka input a dedupe key must be a JSON value "
+                        "(str, number, bool or a tuple of them)") from None
+
+
+class SeenKeys:
+    """The seen keys of one dedupe stage, per input partition; its partition listener."""
+
+    def __init__(self, stage: str, max_keys: int, ttl: float | None, backend: str = "memory",
+                 directory: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.name = stage
+        self.keyed = KeyedState(stage, {stage: "value"}, backend, directory)
+        self.max_keys = max_keys
+        self.ttl = ttl
+        #: Wall clock (epoch seconds): expiry times outlive the process.
+        self.clock = clock
+        #: True once the source assigned partitions: the stage then keeps its keys here.
+        self.attached = False
+        self._seen: dict[int, OrderedDict[bytes, Entry]] = {}
+        self._stores: dict[int, StateStore] = {}
+
+    def owns(self, msg: Message) -> bool:
+        return msg.partition in self._stores
+
+    def first(self, msg: Message, key: bytes) -> bool:
+        """Whether ``msg`` (with dedupe key ``key``) passes: its key's first sighting in its partition."""
+        partition = msg.partition if msg.partition is not None else -1
+        offset = msg.offset if msg.offset is not None else -1
+        store, seen = self._stores[partition], self._seen[partition]
+        applies = store.begin(offset)
+        now = self.clock()
+        entry = seen.get(key)
+        if entry is not None and (entry[0] is None or entry[0] > now):
+            if not applies:
+                return entry[1] == offset
+            seen.move_to_end(key)
+            return False
+        if entry is not None:  # expired
+            del seen[key]
+            store.delete(key)
+        if not applies:
+            return True  # forgotten since: pass it again (at-least-once)
+        expires = now + self.ttl if self.ttl is not None else None
+        seen[key] = (expires, offset)
+        store.set(key, orjson.dumps([expires, offset]))
+        while len(seen) > self.max_keys:
+            oldest, _ = seen.popitem(last=False)
+            store.delete(oldest)
+        return True
+
+    # -- partition listener ----------------------------------------------------------------
+    async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
+        """Restore the partitions' stores and read their keys back, oldest sighting first."""
+        self.attached = True
+        await self.keyed.assigned(source, topic, partitions, total)
+        for p in partitions:
+            store = self.keyed.store(p, self.name)
+            assert store is not None
+            entries = sorted(((k, orjson.loads(v)) for k, v in store.items()), key=lambda kv: kv[1][1])
+            self._stores[p] = store
+            self._seen[p] = OrderedDict((k, (expires, offset)) for k, (expires, offset) in entries)
+
+    async def revoked(self, topic: str, partitions: Collection[int]) -> None:
+        for p in partitions:
+            self._stores.pop(p, None)
+            self._seen.pop(p, None)
+        await self.keyed.revoked(topic, partitions)
+
+    async def close(self) -> None:
+        await self.keyed.close()
