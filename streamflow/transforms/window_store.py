@@ -163,6 +163,8 @@ class WindowStore:
         """Restore the partitions' stores, then their windows and latest event times."""
         self.attached = True
         await self.keyed.assigned(source, topic, partitions, total)
+        if self.tracker is not None:
+            self.tracker.assign(partitions)  # each holds the watermark back until its first event
         for p in partitions:
             store = self.keyed.store(p, self.name)
             assert store is not None
