@@ -10,10 +10,12 @@ without ``ttl``) and the source offset of the event that passed. ``max_keys``
 bounds each partition: the least recently seen key is deleted from the store
 too. After a restore the order is by first sighting.
 
-A replayed input (at or below the store's applied offset) changes nothing, and
-passes again only if it is the event that passed the first time (its offset is
-the stored one), so at-least-once replays neither lose that event's output nor
-let a duplicate through.
+Replays are recognised per key, by the stored offset, not by the store's
+applied offset (a flush cut short by a crash may log some keys of a batch and
+not others): the event at the stored offset passes again (its output may not
+have been written), an event after it is a duplicate, and a key not stored is
+new, so at-least-once replays neither lose that event's output nor let a
+duplicate through.
 """
 
 from __future__ import annotations
@@ -67,19 +69,18 @@ class SeenKeys:
         partition = msg.partition if msg.partition is not None else -1
         offset = msg.offset if msg.offset is not None else -1
         store, seen = self._stores[partition], self._seen[partition]
-        applies = store.begin(offset)
+        store.begin(offset)
+        store.replaying = False  # replays are told apart per key, below
         now = self.clock()
         entry = seen.get(key)
         if entry is not None and (entry[0] is None or entry[0] > now):
-            if not applies:
-                return entry[1] == offset
+            if offset <= entry[1]:
+                return True  # the first sighting again (or one before it, forgotten since): pass it
             seen.move_to_end(key)
             return False
         if entry is not None:  # expired
             del seen[key]
             store.delete(key)
-        if not applies:
-            return True  # forgotten since: pass it again (at-least-once)
         expires = now + self.ttl if self.ttl is not None else None
         seen[key] = (expires, offset)
         store.set(key, orjson.dumps([expires, offset]))

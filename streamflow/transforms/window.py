@@ -52,6 +52,7 @@ __all__ = ["AGGREGATIONS", "Aggregation", "LateEvent", "Window", "WindowConfig",
            "parse_aggregate"]
 
 Closed = list[tuple[Hashable, TimeWindow, WindowState]]
+_KEY: Any = object()  # `Window._add`: the key comes from the event
 
 
 @TRANSFORMS.register("window")
@@ -167,7 +168,7 @@ class Window(Transform[WindowConfig]):
                 assert t is not None
                 if t > maxes.get(m.partition, -math.inf):
                     maxes[m.partition] = t
-                if self._add(self.windows, m, t, watermark) is None:
+                if self._add(self.windows, m, t, watermark, _KEY) is None:
                     self.late.take(m, t, watermark, late)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
                 await self.errors.handle(m, exc, None, batch)
@@ -199,17 +200,20 @@ class Window(Transform[WindowConfig]):
                 if t > maxes.get(m.partition, -math.inf):
                     maxes[m.partition] = t
                 windows = store.enter(m)
-                if windows is None:  # a replay: in the windows already; late again if it is behind
+                key = self._key(m.value) if self._key is not None else None
+                if store.replayed(m, key):  # in the windows already; late again if it is behind
                     if self.assigner.behind(t, watermark):
                         self.late.take(m, t, watermark, late)
-                elif (key := self._add(windows, m, t, watermark)) is None:
+                elif self._add(windows, m, t, watermark, key) is None:
                     self.late.take(m, t, watermark, late)
                 else:
-                    store.touched(m.partition or 0, key[0])
+                    store.touched(m, key)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
+                store.write()  # before awaiting: a flush meanwhile must find every change up to `applied`
                 await self.errors.handle(m, exc, None, batch)
         self._observe(maxes)
         store.observed(maxes)
+        store.write()
         await self.late.send(late, batch)
         out = await self._close(self.watermark, batch)
         store.commit(batch)
@@ -221,11 +225,12 @@ class Window(Transform[WindowConfig]):
             for part, latest in maxes.items():
                 self.tracker.observe(part, latest)
 
-    def _add(self, windows: Windows[WindowState], msg: Message, t: float,
-             watermark: float | None) -> tuple[Hashable] | None:
-        """Fold ``msg`` into its windows: ``(key,)``, or None if it is late."""
+    def _add(self, windows: Windows[WindowState], msg: Message, t: float, watermark: float | None,
+             key: Any) -> tuple[Hashable] | None:
+        """Fold ``msg`` into its windows under ``key`` (`_KEY`: its own): ``(key,)``, or None if it is late."""
         value = msg.value
-        key = self._key(value) if self._key is not None else None
+        if key is _KEY:
+            key = self._key(value) if self._key is not None else None
         if self._precheck:
             self.fold.check(t, value)
         if windows.add(key, t, value, watermark) is None:

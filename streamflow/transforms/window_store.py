@@ -9,11 +9,14 @@ windows here instead of holding its inputs' acks (contract 8):
   window key (orjson), its value ``[open windows, closing windows]`` with every
   aggregate state as JSON (`WindowFold.dump`); the reserved key `MAX_TIME`
   holds the partition's latest event time, so the watermark comes back too.
-* **per batch** — an input already applied (`StateStore.begin`: offset at or
-  below the store's applied marker) is not folded again; the keys the batch
-  changed are written once, at its end (`commit`), and the batch's acks are
-  released once the changelog has them. So commits advance while windows stay
-  open, and a restart restores them.
+* **per batch** — the keys the batch changed are written once, at its end
+  (`commit`), each with the offset of the last input folded into it, and the
+  batch's acks are released once the changelog has them. So commits advance
+  while windows stay open, and a restart restores them. An input at or below
+  its key's stored offset is a replay and is not folded again: the offset is
+  kept per key, not per store, because a flush cut short by a crash may log
+  some keys of a batch and not others. The latest event time is logged after
+  the keys (`StateStore.set_last`), so it is never ahead of them.
 * **closing** — a window that closes stays in its key's stored value, as
   *closing*, until its output batch is written (an `Ack` of this store's own
   `AckTracker` travels with it); only then is it removed from the store. A
@@ -67,6 +70,7 @@ class WindowStore:
         self.parts: dict[int, Windows[WindowState]] = {}
         self._stores: dict[int, StateStore] = {}
         self._dirty: dict[int, set[Hashable]] = {}
+        self._stamps: dict[int, dict[Hashable, int]] = {}  # offset of the last input folded, per key
         self._closing: dict[int, dict[Hashable, list[tuple[TimeWindow, WindowState]]]] = {}
         self._restored: Closed = []
         self._times: set[int] = set()  # partitions whose latest event time moved
@@ -78,17 +82,22 @@ class WindowStore:
     def owns(self, msg: Message) -> bool:
         return msg.partition in self._stores
 
-    def enter(self, msg: Message) -> Windows[WindowState] | None:
-        """The windows of ``msg``'s partition, or None when ``msg`` is a replay already in them."""
+    def enter(self, msg: Message) -> Windows[WindowState]:
+        """The windows of ``msg``'s partition (its store's applied offset moves on to ``msg``)."""
         partition = msg.partition if msg.partition is not None else -1
-        store = self._stores[partition]
-        if not store.begin(msg.offset if msg.offset is not None else -1):
-            return None
+        self._stores[partition].begin(msg.offset if msg.offset is not None else -1)
         return self.parts[partition]
 
-    def touched(self, partition: int, key: Hashable) -> None:
-        """``key``'s windows in ``partition`` changed: write them at the end of the batch."""
+    def replayed(self, msg: Message, key: Hashable) -> bool:
+        """Whether ``msg`` (of window key ``key``) is in ``key``'s windows already."""
+        stamp = self._stamps[msg.partition or 0].get(key)
+        return stamp is not None and msg.offset is not None and msg.offset <= stamp
+
+    def touched(self, msg: Message, key: Hashable) -> None:
+        """``msg`` changed ``key``'s windows: write them at the end of the batch."""
+        partition = msg.partition or 0
         self._dirty[partition].add(key)
+        self._stamps[partition][key] = msg.offset if msg.offset is not None else -1
 
     def observed(self, partitions: Collection[Hashable]) -> None:
         """The latest event time of ``partitions`` moved: write it at the end of the batch."""
@@ -132,22 +141,23 @@ class WindowStore:
         for p, keys in self._dirty.items():
             if not keys and p not in self._times:
                 continue
-            store, windows, closing = self._stores[p], self.parts[p], self._closing[p]
+            store, windows, closing, stamps = self._stores[p], self.parts[p], self._closing[p], self._stamps[p]
             store.replaying = False  # these writes belong to the batch, not to a replayed event
             for key in keys:
                 open_ = windows.dump(key, self.fold.dump)
                 leaving = [[w.start, w.end, self.fold.dump(s)] for w, s in closing.get(key, ())]
                 if open_ is None and not leaving:
                     store.delete(_key_bytes(key))
+                    stamps.pop(key, None)  # its replays are behind the logged watermark: late
                 else:
-                    store.set(_key_bytes(key), orjson.dumps([open_, leaving]))
+                    store.set(_key_bytes(key), orjson.dumps([open_, leaving, stamps.get(key, -1)]))
             keys.clear()
             changed = True
         for p in self._times:
             latest = self.tracker.max_time(p) if self.tracker is not None else None
             if latest is not None:
                 self._stores[p].replaying = False
-                self._stores[p].set(MAX_TIME, orjson.dumps(latest))
+                self._stores[p].set_last(MAX_TIME, orjson.dumps(latest))
                 changed = True
         self._times.clear()
         return changed
@@ -173,14 +183,14 @@ class WindowStore:
     def _load(self, partition: int, store: StateStore) -> None:
         windows: Windows[WindowState] = Windows(self.assigner, self.fold)
         self._stores[partition], self.parts[partition] = store, windows
-        self._dirty[partition], self._closing[partition] = set(), {}
+        self._dirty[partition], self._closing[partition], self._stamps[partition] = set(), {}, {}
         for raw_key, raw in store.items():
             if raw_key == MAX_TIME:
                 if self.tracker is not None:
                     self.tracker.observe(partition, orjson.loads(raw))
                 continue
             key = hashable(orjson.loads(raw_key))
-            open_, closing = orjson.loads(raw)
+            open_, closing, self._stamps[partition][key] = orjson.loads(raw)
             if open_ is not None:
                 windows.load(key, open_, self.fold.load)
             self._restored.extend((partition, key, TimeWindow(start, end), self.fold.load(state))
@@ -191,7 +201,7 @@ class WindowStore:
         self.commit(Batch([]))
         await self.keyed.drain()
         for p in partitions:
-            for table in (self._stores, self.parts, self._dirty, self._closing):
+            for table in (self._stores, self.parts, self._dirty, self._closing, self._stamps):
                 table.pop(p, None)
             self._times.discard(p)
         self._restored = [c for c in self._restored if c[0] not in partitions]
