@@ -75,7 +75,7 @@ def window_store(config: WindowConfig, tracker: WatermarkTracker) -> WindowStore
 def test_open_windows_written_to_a_store_come_back_the_same(kind: dict[str, Any]) -> None:
     config = WindowConfig(**kind, time_field="t", key="user", aggregate=AGGREGATES)
     first, store = window_store(config, WatermarkTracker()), MemoryStore("w", 0)
-    first._load(0, store)
+    first.adopt(0, store)
     first.fold.begin(Batch([]), hold_acks=False)
     events = [(1, "a", 3, "k1"), (4, "a", 5, "k2"), (3, "b", 1, "k1"), (12, "a", 2, "k1"), (6, "a", 7, "k1")]
     for offset, (t, user, x, kind_) in enumerate(events):
@@ -89,7 +89,7 @@ def test_open_windows_written_to_a_store_come_back_the_same(kind: dict[str, Any]
     assert store.get(MAX_TIME) == b"12"
 
     second = window_store(config, WatermarkTracker())
-    second._load(0, store)
+    second.adopt(0, store)
     assert second.tracker is not None and second.tracker.max_time(0) == 12
     assert second.replayed(Message({}, partition=0, offset=4), "a")  # in a's windows already
     assert not second.replayed(Message({}, partition=0, offset=5), "a")

@@ -37,17 +37,15 @@ def event(i: int) -> tuple[str, dict[str, Any], int]:
 
 
 def write_pipeline(tmp_path: Path, name: str) -> Path:
-    doc: dict[str, Any] = {
-        "name": name,
-        "settings": {"commit_interval": 0.3, "shutdown_timeout": 30},
-        "source": {"type": "kafka", "bootstrap_servers": "${KAFKA_BOOTSTRAP}", "topics": ["${IN_TOPIC}"],
-                   "group_id": "${GROUP}", "batch_size": 200, "session_timeout_ms": 6000,
-                   "heartbeat_interval_ms": 1000, "group_instance_id": f"{name}-1"},
-        "stages": [{"type": "window", "name": "per-10s", "kind": "tumbling", "size": SIZE, "key": "user",
-                    "time_field": "ts", "allowed_lateness": 2, "state_backend": "disk",
-                    "aggregate": {"n": "count", "total": {"sum": "amount"}}}],
-        "sink": {"type": "kafka", "bootstrap_servers": "${KAFKA_BOOTSTRAP}", "topic": "${OUT_TOPIC}"},
-    }
+    kafka = {"type": "kafka", "bootstrap_servers": "${KAFKA_BOOTSTRAP}"}
+    window = {"type": "window", "name": "per-10s", "kind": "tumbling", "size": SIZE, "key": "user",
+              "time_field": "ts", "allowed_lateness": 2, "state_backend": "disk",
+              "aggregate": {"n": "count", "total": {"sum": "amount"}}}
+    doc = {"name": name, "settings": {"commit_interval": 0.3, "shutdown_timeout": 30}, "stages": [window],
+           "source": {**kafka, "topics": ["${IN_TOPIC}"], "group_id": "${GROUP}", "batch_size": 200,
+                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+                      "group_instance_id": f"{name}-1"},
+           "sink": {**kafka, "topic": "${OUT_TOPIC}"}}
     path = tmp_path / "pipeline.yaml"
     path.write_text(json.dumps(doc, indent=2))
     return path
@@ -72,12 +70,8 @@ async def test_kill_9_with_windows_open_gives_exact_windows_after_restart(kafka,
     name = f"windows-{uuid.uuid4().hex[:8]}"
     proc = pipeline_process(write_pipeline(tmp_path, name), KAFKA_BOOTSTRAP=kafka.bootstrap,
                             IN_TOPIC=src, OUT_TOPIC=out, GROUP=f"g-{src}")
-    for outputs in (len(want) // 5, len(want) // 2):  # kill -9 once this many windows are written
-        proc.start()
-        await kafka.wait_for(f"{outputs} windows", lambda outputs=outputs: _at_least(kafka, out, outputs),
-                             timeout=120)
-        assert proc.running, proc.tail()
-        proc.kill()
+    for written in (len(want) // 5, len(want) // 2):
+        await _kill_9_once_written(proc, kafka, out, written)
     proc.start()
     closers = [(f"end{p}", {"id": -1, "user": "end", "ts": T0 + 100_000, "amount": 0}, p) for p in range(PARTS)]
     await kafka.produce(src, closers)
@@ -95,6 +89,14 @@ async def test_kill_9_with_windows_open_gives_exact_windows_after_restart(kafka,
     assert all(len(results) == 1 for results in written.values())  # a window written twice is the same
     assert {w: next(iter(results)) for w, results in written.items()} == want
     assert sum((await kafka.committed(f"g-{src}", src)).values()) == n + PARTS
+
+
+async def _kill_9_once_written(proc: Any, kafka: Any, topic: str, n: int) -> None:
+    """Start ``proc``; SIGKILL it once ``topic`` holds ``n`` records (windows are open then)."""
+    proc.start()
+    await kafka.wait_for(f"{n} windows", lambda: _at_least(kafka, topic, n), timeout=120)
+    assert proc.running, proc.tail()
+    proc.kill()
 
 
 def _window(record: Any) -> tuple[str, int]:

@@ -14,7 +14,6 @@ from pydantic import Field, model_validator
 
 from ..core.batch import Batch
 from ..core.message import Message
-from ..core.partitions import PartitionListener, StateRestore
 from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
 from ..core.stage import EventTransformConfig, StageContext
@@ -22,6 +21,7 @@ from .base import EventTransform, is_async_callable
 from .cache import LRUCache
 from .dedupe_store import SeenKeys, key_bytes
 from .fields import path_getter
+from .partitioned import StoreBacked, owned
 
 
 class DedupeConfig(EventTransformConfig):
@@ -50,15 +50,13 @@ class DedupeConfig(EventTransformConfig):
 
 
 @TRANSFORMS.register("dedupe")
-class Dedupe(EventTransform[DedupeConfig]):
+class Dedupe(StoreBacked[SeenKeys], EventTransform[DedupeConfig]):
     """Pass the first event of each key; drop repeats seen within ``ttl`` and ``max_keys``.
 
     Dropped events are counted as filtered (their acks travel on with the batch).
     An event without a key goes to the stage's error policy. With a Kafka input
     the keys are remembered per input partition, in a state store restored on start.
     """
-
-    needs_partitioned_input = False
 
     def setup(self) -> None:
         cfg = self.config
@@ -67,38 +65,14 @@ class Dedupe(EventTransform[DedupeConfig]):
         self._key_of = key_of
         #: The remembered keys (an LRU; ``seen.clock`` drives ``ttl``), without a Kafka input.
         self.seen = LRUCache(cfg.max_keys, cfg.ttl)
-        #: The remembered keys per input partition, with a Kafka input (made by `partition_listener`).
-        self.store: SeenKeys | None = None
 
-    # -- state per input partition ------------------------------------------------------
-    def partition_listener(self) -> PartitionListener | None:
-        if self.store is None:
-            cfg = self.config
-            self.store = SeenKeys(self.name, cfg.max_keys, cfg.ttl, cfg.state_backend, cfg.state_dir)
-        return self.store
-
-    def state_restores(self) -> list[StateRestore]:
-        return list(self.store.keyed.restores) if self.store is not None else []
-
-    @property
-    def ready(self) -> bool:
-        """False while the keys of newly assigned partitions are restored."""
-        return self.store is None or self.store.keyed.ready
-
-    @property
-    def _stored(self) -> SeenKeys | None:
-        store = self.store
-        return store if store is not None and store.attached else None
+    def new_store(self) -> SeenKeys:
+        cfg = self.config
+        return SeenKeys(self.name, cfg.max_keys, cfg.ttl, cfg.state_backend, cfg.state_dir)
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
-        if self.store is not None:
-            self.store.keyed.stage = self.name
-            self.store.keyed.on_failure = ctx.fail
-
-    async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
+        self.bind_store(self.name, ctx)
 
     # -- per event ------------------------------------------------------------------------
     def call(self, msg: Message) -> Any:
@@ -106,10 +80,10 @@ class Dedupe(EventTransform[DedupeConfig]):
         if key is None:
             raise KeyError(f"event has no dedupe key {self.config.key or 'from key_fn'}")
         hash(key)  # an unhashable key fails here, under the error policy
-        return key_bytes(key) if self._stored is not None else key
+        return key_bytes(key) if self.stored is not None else key
 
     def emit(self, msg: Message, key: Any, out: list[Message]) -> None:
-        store = self._stored
+        store = self.stored
         if store.first(msg, key) if store is not None else self.seen.add(key):
             out.append(msg)
 
@@ -121,17 +95,14 @@ class Dedupe(EventTransform[DedupeConfig]):
         return batch.derive([m for m, k in zip(msgs, keys, strict=True) if add(k)])
 
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
-        store = self._stored
+        store = self.stored
         if store is None:
             return await super().process(batch)
-        if not all(store.owns(m) for m in batch.messages):
-            # stragglers of a partition revoked before they drained: its new owner reads them again
-            batch = batch.derive([m for m in batch.messages if store.owns(m)])
-        out = await self._per_event(batch)
+        out = await self._per_event(owned(batch, store.owns))
         store.keyed.hold_until_flushed(out)
         return out
 
     async def flush(self) -> list[Batch]:
-        if self._stored is not None:
-            await self._stored.keyed.drain()
+        if self.stored is not None:
+            await self.stored.keyed.drain()
         return []

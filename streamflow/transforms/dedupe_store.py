@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import orjson
 
 from ..core.message import Message
-from ..state.keyed import KeyedState
 from ..state.stores import StateStore
+from .partitioned import PartitionedStore, json_key
 
 __all__ = ["SeenKeys", "key_bytes"]
 
@@ -38,31 +38,20 @@ Entry = tuple[float | None, int]  # (expires, offset of the event that passed)
 
 def key_bytes(key: Hashable) -> bytes:
     """The store key of a dedupe key (orjson); TypeError for a key JSON cannot hold."""
-    try:
-        return orjson.dumps(key)
-    except TypeError:
-        raise TypeError(f"dedupe key {key!r}: with a Kafka input a dedupe key must be a JSON value "
-                        "(str, number, bool or a tuple of them)") from None
+    return json_key(key, "dedupe")
 
 
-class SeenKeys:
+class SeenKeys(PartitionedStore):
     """The seen keys of one dedupe stage, per input partition; its partition listener."""
 
     def __init__(self, stage: str, max_keys: int, ttl: float | None, backend: str = "memory",
                  directory: Path | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.name = stage
-        self.keyed = KeyedState(stage, {stage: "value"}, backend, directory)
+        super().__init__(stage, backend, directory)
         self.max_keys = max_keys
         self.ttl = ttl
         #: Wall clock (epoch seconds): expiry times outlive the process.
         self.clock = clock
-        #: True once the source assigned partitions: the stage then keeps its keys here.
-        self.attached = False
         self._seen: dict[int, OrderedDict[bytes, Entry]] = {}
-        self._stores: dict[int, StateStore] = {}
-
-    def owns(self, msg: Message) -> bool:
-        return msg.partition in self._stores
 
     def first(self, msg: Message, key: bytes) -> bool:
         """Whether ``msg`` (with dedupe key ``key``) passes: its key's first sighting in its partition."""
@@ -90,22 +79,10 @@ class SeenKeys:
         return True
 
     # -- partition listener ----------------------------------------------------------------
-    async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
-        """Restore the partitions' stores and read their keys back, oldest sighting first."""
-        self.attached = True
-        await self.keyed.assigned(source, topic, partitions, total)
-        for p in partitions:
-            store = self.keyed.store(p, self.name)
-            assert store is not None
-            entries = sorted(((k, orjson.loads(v)) for k, v in store.items()), key=lambda kv: kv[1][1])
-            self._stores[p] = store
-            self._seen[p] = OrderedDict((k, (expires, offset)) for k, (expires, offset) in entries)
+    def load(self, partition: int, store: StateStore) -> None:
+        """Read a restored partition's keys back, oldest sighting first."""
+        entries = sorted(((k, orjson.loads(v)) for k, v in store.items()), key=lambda kv: kv[1][1])
+        self._seen[partition] = OrderedDict((k, (expires, offset)) for k, (expires, offset) in entries)
 
-    async def revoked(self, topic: str, partitions: Collection[int]) -> None:
-        for p in partitions:
-            self._stores.pop(p, None)
-            self._seen.pop(p, None)
-        await self.keyed.revoked(topic, partitions)
-
-    async def close(self) -> None:
-        await self.keyed.close()
+    def drop(self, partition: int) -> None:
+        self._seen.pop(partition, None)

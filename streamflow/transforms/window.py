@@ -36,13 +36,13 @@ from ..core.acks import Ack
 from ..core.batch import Batch
 from ..core.errors import ErrorHandler, ErrorPolicy
 from ..core.message import Message
-from ..core.partitions import PartitionListener, StateRestore
 from ..core.registry import TRANSFORMS
 from ..core.stage import StageContext, Transform
 from ..state.watermarks import WatermarkTracker
 from ..state.windows import Hopping, Sliding, TimeWindow, Tumbling, Windows
 from .aggregations import AGGREGATIONS, Aggregation, aggregation, parse_aggregate
 from .fields import path_getter
+from .partitioned import StoreBacked, owned
 from .window_config import LateSink, WindowConfig
 from .window_late import LateEvent, LateOutput
 from .window_state import AckHolds, WindowFold, WindowState
@@ -56,7 +56,7 @@ _KEY: Any = object()  # `Window._add`: the key comes from the event
 
 
 @TRANSFORMS.register("window")
-class Window(Transform[WindowConfig]):
+class Window(StoreBacked[WindowStore], Transform[WindowConfig]):
     """Tumbling windows of ``size`` seconds, or hopping, sliding or session windows, per ``key``.
 
     By event time (``event_time`` or ``time_field``; a watermark per input
@@ -68,8 +68,6 @@ class Window(Transform[WindowConfig]):
     (`WindowStore`); otherwise in memory, holding their inputs' positions
     uncommitted until they are written.
     """
-
-    needs_partitioned_input = False
 
     def setup(self) -> None:
         cfg = self.config
@@ -94,8 +92,6 @@ class Window(Transform[WindowConfig]):
         self.clock = time.time
         self.tick_interval = self._tick_interval()
         self.late = LateOutput(self.name, cfg.late)
-        #: The open windows per input partition, with a Kafka input (made by `partition_listener`).
-        self.store: WindowStore | None = None
 
     def _tick_interval(self) -> float | None:
         """How often `tick` looks for due windows: processing time, or idle partitions."""
@@ -107,20 +103,9 @@ class Window(Transform[WindowConfig]):
         return min(span / 4, 1.0)
 
     # -- state per input partition ------------------------------------------------------
-    def partition_listener(self) -> PartitionListener | None:
-        if self.store is None:
-            cfg = self.config
-            self.store = WindowStore(self.name, self.assigner, self.fold, cfg.state_backend, cfg.state_dir,
-                                     self.tracker)
-        return self.store
-
-    def state_restores(self) -> list[StateRestore]:
-        return list(self.store.keyed.restores) if self.store is not None else []
-
-    @property
-    def ready(self) -> bool:
-        """False while the windows of newly assigned partitions are restored."""
-        return self.store is None or self.store.keyed.ready
+    def new_store(self) -> WindowStore:
+        cfg = self.config
+        return WindowStore(self.name, self.assigner, self.fold, cfg.state_backend, cfg.state_dir, self.tracker)
 
     def side_outputs(self) -> list[str]:
         late = self.config.late
@@ -130,23 +115,11 @@ class Window(Transform[WindowConfig]):
         late = [ErrorPolicy(policy="dead_letter")] if self.config.late == "dead_letter" else []
         return [*super().error_policies(), *late]
 
-    @property
-    def _stored(self) -> WindowStore | None:
-        """The store when the windows live in it (partitions were assigned), else None."""
-        store = self.store
-        return store if store is not None and store.attached else None
-
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.config.on_error)
         self.late.open(ctx)
-        if self.store is not None:
-            self.store.keyed.stage = self.name
-            self.store.keyed.on_failure = ctx.fail
-
-    async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
+        self.bind_store(self.name, ctx)
 
     @property
     def watermark(self) -> float | None:
@@ -155,7 +128,7 @@ class Window(Transform[WindowConfig]):
 
     # -- intake -----------------------------------------------------------------------
     async def process(self, batch: Batch) -> Batch | None:
-        if self._stored is not None:
+        if self.stored is not None:
             return await self._process_stored(batch)
         watermark = self.watermark  # late is judged against the watermark before this batch
         now = None if self.event_time else watermark
@@ -164,10 +137,7 @@ class Window(Transform[WindowConfig]):
         late: list[Message] = []
         for m in batch.messages:
             try:
-                t = self._time(m) if self._time is not None else now
-                assert t is not None
-                if t > maxes.get(m.partition, -math.inf):
-                    maxes[m.partition] = t
+                t = self._event_time(m, now, maxes)
                 if self._add(self.windows, m, t, watermark, _KEY) is None:
                     self.late.take(m, t, watermark, late)
             except Exception as exc:  # noqa: BLE001 - the error policy decides
@@ -183,11 +153,9 @@ class Window(Transform[WindowConfig]):
 
     async def _process_stored(self, batch: Batch) -> Batch | None:
         """`process` with the windows in the store: replays skipped, acks released once logged."""
-        store = self._stored
+        store = self.stored
         assert store is not None
-        if not all(store.owns(m) for m in batch.messages):
-            # stragglers of a partition revoked before they drained: its new owner reads them again
-            batch = batch.derive([m for m in batch.messages if store.owns(m)])
+        batch = owned(batch, store.owns)
         watermark = self.watermark
         now = None if self.event_time else watermark
         self.fold.begin(batch, hold_acks=False)
@@ -195,10 +163,7 @@ class Window(Transform[WindowConfig]):
         late: list[Message] = []
         for m in batch.messages:
             try:
-                t = self._time(m) if self._time is not None else now
-                assert t is not None
-                if t > maxes.get(m.partition, -math.inf):
-                    maxes[m.partition] = t
+                t = self._event_time(m, now, maxes)
                 windows = store.enter(m)
                 key = self._key(m.value) if self._key is not None else None
                 if store.replayed(m, key):  # in the windows already; late again if it is behind
@@ -220,6 +185,14 @@ class Window(Transform[WindowConfig]):
         batch.ack()  # the changelog flush holds its own reference
         return out
 
+    def _event_time(self, m: Message, now: float | None, maxes: dict[Hashable, float]) -> float:
+        """``m``'s event time (``now`` with processing time), kept in ``maxes`` if its partition's latest."""
+        t = self._time(m) if self._time is not None else now
+        assert t is not None
+        if t > maxes.get(m.partition, -math.inf):
+            maxes[m.partition] = t
+        return t
+
     def _observe(self, maxes: dict[Hashable, float]) -> None:
         if self.tracker is not None:
             for part, latest in maxes.items():
@@ -240,12 +213,12 @@ class Window(Transform[WindowConfig]):
     # -- output -----------------------------------------------------------------------
     async def tick(self) -> Batch | None:
         out = await self._close(self.watermark)
-        if self._stored is not None:
-            self._stored.commit(Batch([]))  # windows written since the last batch leave the store
+        if self.stored is not None:
+            self.stored.commit(Batch([]))  # windows written since the last batch leave the store
         return out
 
     async def flush(self) -> list[Batch]:
-        store = self._stored
+        store = self.stored
         if store is not None:  # open windows stay in the store: they are emitted when they close
             out = await self._emit_stored(store.due(None))
             store.commit(Batch([]))
@@ -260,8 +233,8 @@ class Window(Transform[WindowConfig]):
         """Emit the windows complete at ``watermark``, then let go of batches no window needs.
 
         With the store, the output holds ``batch``'s positions too (a rebalance waits for it)."""
-        if self._stored is not None:
-            return await self._emit_stored(self._stored.due(watermark), batch)
+        if self.stored is not None:
+            return await self._emit_stored(self.stored.due(watermark), batch)
         out = await self._emit(self.windows.close(watermark))
         if self.holds is not None:
             self.holds.release(watermark)

@@ -38,11 +38,11 @@ import orjson
 from ..core.acks import Ack, AckTracker
 from ..core.batch import Batch
 from ..core.message import Message
-from ..state.keyed import KeyedState
 from ..state.stores import StateStore
 from ..state.watermarks import WatermarkTracker
 from ..state.windows import Assigner, TimeWindow, Windows
 from .aggregations import hashable
+from .partitioned import PartitionedStore, json_key
 from .window_state import WindowFold, WindowState
 
 __all__ = ["MAX_TIME", "Closed", "WindowStore"]
@@ -54,21 +54,17 @@ Closed = list[tuple[int, Hashable, TimeWindow, WindowState]]
 _WRITTEN = "written"  # the one "partition" of the output tracker
 
 
-class WindowStore:
+class WindowStore(PartitionedStore):
     """Open windows per input partition, kept in a keyed store; the `window` stage's partition listener."""
 
     def __init__(self, stage: str, assigner: Assigner, fold: WindowFold, backend: str = "memory",
                  directory: Path | None = None, tracker: WatermarkTracker | None = None) -> None:
-        self.name = stage
-        self.keyed = KeyedState(stage, {stage: "value"}, backend, directory)
+        super().__init__(stage, backend, directory)
         self.assigner = assigner
         self.fold = fold
         #: The stage's event-time watermark (None: processing time); restored per partition.
         self.tracker = tracker
-        #: True once the source assigned partitions: the stage then keeps its windows here.
-        self.attached = False
         self.parts: dict[int, Windows[WindowState]] = {}
-        self._stores: dict[int, StateStore] = {}
         self._dirty: dict[int, set[Hashable]] = {}
         self._stamps: dict[int, dict[Hashable, int]] = {}  # offset of the last input folded, per key
         self._closing: dict[int, dict[Hashable, list[tuple[TimeWindow, WindowState]]]] = {}
@@ -79,9 +75,6 @@ class WindowStore:
         self._seq = 0
 
     # -- per event ----------------------------------------------------------------------
-    def owns(self, msg: Message) -> bool:
-        return msg.partition in self._stores
-
     def enter(self, msg: Message) -> Windows[WindowState]:
         """The windows of ``msg``'s partition (its store's applied offset moves on to ``msg``)."""
         partition = msg.partition if msg.partition is not None else -1
@@ -121,7 +114,7 @@ class WindowStore:
         self._pending.append((self._seq, [(p, key, window) for p, key, window, _ in closed]))
         return self._written.track(_WRITTEN, self._seq)
 
-    def settle(self) -> None:
+    def forget_written(self) -> None:
         """Remove the closing windows whose output is written (their keys are rewritten next)."""
         written = self._written.watermark(_WRITTEN)
         while self._pending and written is not None and self._pending[0][0] <= written:
@@ -147,10 +140,10 @@ class WindowStore:
                 open_ = windows.dump(key, self.fold.dump)
                 leaving = [[w.start, w.end, self.fold.dump(s)] for w, s in closing.get(key, ())]
                 if open_ is None and not leaving:
-                    store.delete(_key_bytes(key))
+                    store.delete(json_key(key, "window"))
                     stamps.pop(key, None)  # its replays are behind the logged watermark: late
                 else:
-                    store.set(_key_bytes(key), orjson.dumps([open_, leaving, stamps.get(key, -1)]))
+                    store.set(json_key(key, "window"), orjson.dumps([open_, leaving, stamps.get(key, -1)]))
             keys.clear()
             changed = True
         for p in self._times:
@@ -164,25 +157,17 @@ class WindowStore:
 
     def commit(self, batch: Batch) -> None:
         """Write the batch's changes; ``batch``'s positions are committed once the changelog has them."""
-        self.settle()
+        self.forget_written()
         self.write()
         self.keyed.hold_until_flushed(batch)
 
     # -- partition listener ----------------------------------------------------------------
-    async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
-        """Restore the partitions' stores, then their windows and latest event times."""
-        self.attached = True
-        await self.keyed.assigned(source, topic, partitions, total)
-        if self.tracker is not None:
-            self.tracker.assign(partitions)  # each holds the watermark back until its first event
-        for p in partitions:
-            store = self.keyed.store(p, self.name)
-            assert store is not None
-            self._load(p, store)
-
-    def _load(self, partition: int, store: StateStore) -> None:
+    def load(self, partition: int, store: StateStore) -> None:
+        """Read a restored partition's windows, closing windows and latest event time back."""
         windows: Windows[WindowState] = Windows(self.assigner, self.fold)
-        self._stores[partition], self.parts[partition] = store, windows
+        self.parts[partition] = windows
+        if self.tracker is not None:
+            self.tracker.assign([partition])  # it holds the watermark back until its first event
         self._dirty[partition], self._closing[partition], self._stamps[partition] = set(), {}, {}
         for raw_key, raw in store.items():
             if raw_key == MAX_TIME:
@@ -196,33 +181,26 @@ class WindowStore:
             self._restored.extend((partition, key, TimeWindow(start, end), self.fold.load(state))
                                   for start, end, state in closing)
 
-    async def revoked(self, topic: str, partitions: Collection[int]) -> None:
-        """Log what is written so far, drop the partitions' windows, close their stores."""
+    async def settle(self) -> None:
+        """Log what is written so far (before a revocation)."""
         self.commit(Batch([]))
         await self.keyed.drain()
-        for p in partitions:
-            for table in (self._stores, self.parts, self._dirty, self._closing, self._stamps):
-                table.pop(p, None)
-            self._times.discard(p)
-        self._restored = [c for c in self._restored if c[0] not in partitions]
+
+    def drop(self, partition: int) -> None:
+        for table in (self.parts, self._dirty, self._closing, self._stamps):
+            table.pop(partition, None)
+        self._times.discard(partition)
+        self._restored = [c for c in self._restored if c[0] != partition]
         if self.tracker is not None:
-            self.tracker.forget(partitions)
-        await self.keyed.revoked(topic, partitions)
+            self.tracker.forget([partition])
 
     async def close(self) -> None:
         """Log the last changes (windows written since the last batch), then close the stores."""
         if self._stores:
             self.commit(Batch([]))
-        await self.keyed.close()
+        await super().close()
 
     def __len__(self) -> int:
         """Open windows over every partition."""
         return sum(len(w) for w in self.parts.values())
 
-
-def _key_bytes(key: Hashable) -> bytes:
-    try:
-        return orjson.dumps(key)
-    except TypeError:
-        raise TypeError(f"window key {key!r}: with a Kafka input a window key must be a JSON value "
-                        "(str, number, bool, null or a tuple of them)") from None
