@@ -2,7 +2,9 @@
 
 The clicks go to a one-partition topic in two rounds: the first moves the
 watermark past the first windows (they come out while the pipeline runs), the
-second is a click behind it (dead-lettered); SIGTERM then writes what is open.
+second is a click behind it (dead-lettered). SIGTERM then commits every click
+while windows are still open: they stay in the state store. After a restart
+they come back from the changelog, and a click much later closes them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.kafka
 FIRST = [("ann", "/home", 0), ("bob", "/home", 10), ("ann", "/cart", 20), ("ann", "/home", 45),
          ("bob", "/docs", 125)]  # bob at 2:05: the watermark (2:00) passes minute 1 and ann's session
 LATE = [("ann", "/pay", 55)]      # minute 1 and ann's session are written by then
+CLOSE = [("carl", "/home", 600)]  # after the restart: closes every window still open
 
 
 def clicks(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
@@ -42,11 +45,16 @@ async def run_example(kafka: Any, pipeline_process: Any, example: str, env_out: 
     [dlq] = await kafka.consume(dead, lambda r: len(r) >= 1, what="the late click")
     proc.signal(signal.SIGTERM)
     assert await proc.wait() == 0, proc.tail()
-    records = await kafka.consume(out, lambda r: len(r) > first, what="windows written at shutdown")
+    assert sum((await kafka.committed(f"g-{source}", source)).values()) == len(FIRST) + len(LATE)
+    assert sum((await kafka.end_offsets(out)).values()) == first  # the open windows are kept, not written
+    proc.start()
+    await kafka.produce(source, clicks(CLOSE))
+    records = await kafka.consume(out, lambda r: len(r) > first, what="windows restored and closed")
+    proc.signal(signal.SIGTERM)
+    assert await proc.wait() == 0, proc.tail()
     assert all(r.key == orjson.loads(r.value)["key"].encode() for r in records)  # key_field: key
     assert dlq.value == orjson.dumps(clicks(LATE)[0]["value"])
     assert b"LateEvent" in dict(dlq.headers)["streamflow.error"]
-    assert sum((await kafka.committed(f"g-{source}", source)).values()) == len(FIRST) + len(LATE)
     return [orjson.loads(r.value) for r in records], dlq
 
 

@@ -158,6 +158,7 @@ class Pipeline:
                 both = f"two {stage.kind}s" if other.kind == stage.kind else f"a {other.kind} and a {stage.kind}"
                 raise ConfigError(f"{both} are named {stage.name!r}; give them distinct `name`s")
         self._check_partitioned_input()
+        self._check_side_outputs()
         if self.dead_letter_sink is None:
             for stage in self.stages():
                 if any(p.uses_dead_letter() for p in stage.error_policies()):
@@ -165,10 +166,30 @@ class Pipeline:
                                       "has no dead_letter sink")
         return self
 
+    def partitioned_input(self) -> bool:
+        """Whether the input is one partitioned source (Kafka, one topic): what keyed state follows."""
+        return len(self.sources) == 1 and self.sources[0].partitioned_input_problem() is None
+
+    def side_output_sinks(self) -> set[str]:
+        """Names of the sinks fed by a stage directly (`Transform.side_outputs`), not by the router."""
+        return {name for t in self.transforms for name in t.side_outputs()}
+
+    def _check_side_outputs(self) -> None:
+        sinks = {r.sink.name: r for r in self.sinks}
+        for t in self.transforms:
+            for name in t.side_outputs():
+                route = sinks.get(name)
+                if route is None:
+                    raise ConfigError(f"stage {t.name!r} writes to sink {name!r}, but the pipeline has no "
+                                      f"sink of that name; sinks: {', '.join(sinks)}")
+                if route.when is not None:
+                    raise ConfigError(f"sink {name!r} is fed by stage {t.name!r} directly, so it takes no "
+                                      "`when`")
+
     def _check_partitioned_input(self) -> None:
         """A stage with keyed state needs one partitioned input: its state is partitioned like it."""
         for t in self.transforms:
-            if t.partition_listener() is None:
+            if t.partition_listener() is None or not t.needs_partitioned_input:
                 continue
             if len(self.sources) != 1:
                 raise ConfigError(f"stage {t.name!r} keeps keyed state, which needs exactly one (Kafka) "

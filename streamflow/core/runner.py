@@ -188,8 +188,10 @@ class Runner:
             stats.kind = "dead_letter"
         dlq = self._dlq_channel.put if self._dlq_channel is not None else None
         task_name = f"{comp.kind}:{comp.name}"
+        outputs = {name: self._sink_channels[i].put for i, r in enumerate(self.pipeline.sinks)
+                   if (name := r.sink.name) in comp.side_outputs()} if isinstance(comp, Transform) else {}
         return StageContext(self.pipeline.name, comp.name, stats, dlq, self.settings,
-                            on_failure=lambda exc: self._fail(task_name, exc))
+                            on_failure=lambda exc: self._fail(task_name, exc), outputs=outputs)
 
     async def _open(self, opened: list[Component[Any]]) -> None:
         """Open the stages downstream first, so nothing is read before it can be written."""
@@ -200,7 +202,7 @@ class Runner:
         order += [*p.transforms, *p.sources]
         for t in p.transforms:  # before a source opens: the first assignment must reach the stage
             listener = t.partition_listener()
-            if listener is not None:
+            if listener is not None and (t.needs_partitioned_input or p.partitioned_input()):
                 for s in p.sources:
                     s.add_partition_listener(listener)
         for comp in order:
@@ -252,7 +254,12 @@ class Runner:
                    for s in p.sources]
         tasks = [*sources, _task(close_after(sources, first), "sources-closer")]
         tasks += [_task(self._transform_loop(i, t), f"transform:{t.name}") for i, t in enumerate(p.transforms)]
-        tasks.append(_task(Router(p.sinks, self._sink_channels).run(self._links[-1]), "route"))
+        side = p.side_output_sinks()  # fed by their stages: closed once every stage ended
+        routed = [(r, ch) for r, ch in zip(p.sinks, self._sink_channels, strict=True) if r.sink.name not in side]
+        tasks += [_task(close_after(tasks[:], ch), f"closer:{r.sink.name}")
+                  for r, ch in zip(p.sinks, self._sink_channels, strict=True) if r.sink.name in side]
+        tasks.append(_task(Router([r for r, _ in routed], [ch for _, ch in routed]).run(self._links[-1]),
+                           "route"))
         tasks += [_task(self._delivery(r.sink).run(ch), f"sink:{r.sink.name}")
                   for r, ch in zip(p.sinks, self._sink_channels, strict=True)]
         if p.dead_letter_sink is not None and self._dlq_channel is not None:

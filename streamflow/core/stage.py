@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import ConfigDict, Field, ValidationError
@@ -69,13 +69,16 @@ class StageContext:
     def __init__(self, pipeline: str, stage: str, stats: StageStats,
                  dead_letter: Callable[[Batch], Awaitable[None]] | None = None,
                  settings: PipelineSettings | None = None,
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 outputs: Mapping[str, Callable[[Batch], Awaitable[None]]] | None = None) -> None:
         self.pipeline = pipeline
         self.stage = stage
         self.stats = stats
         self.dead_letter = dead_letter
         self.settings = settings
         self.on_failure = on_failure
+        #: The sinks this stage writes to directly by name (its `Transform.side_outputs`).
+        self.outputs = dict(outputs or {})
         self.log = logging.getLogger(f"streamflow.stage.{stage}")
 
     def fail(self, error: BaseException) -> None:
@@ -272,12 +275,22 @@ class Transform(Component[TC]):
         """Why this stage runs one batch at a time (None: it may run ``concurrency`` at once)."""
         return "it processes one batch at a time, in order"
 
+    #: Whether the stage's `partition_listener` needs a partitioned input (a config error without
+    #: one). False: the stage keeps its state per input partition when the input is partitioned,
+    #: and in memory otherwise (window, dedupe); its listener is registered only in the first case.
+    needs_partitioned_input: ClassVar[bool] = True
+
     def partition_listener(self) -> PartitionListener | None:
         """The listener of a stage that keeps state per input partition (None: it keeps none).
 
-        Such a stage needs a partitioned input; the runner registers the listener
-        with the source before the source opens."""
+        Such a stage needs a partitioned input (see `needs_partitioned_input`); the
+        runner registers the listener with the source before the source opens."""
         return None
+
+    def side_outputs(self) -> list[str]:
+        """Names of the sinks this stage writes to itself (a window's late events), through
+        `StageContext.outputs`. Such a sink gets nothing else: the router leaves it out."""
+        return []
 
     def state_restores(self) -> list[StateRestore]:
         """The restore of each state store this stage holds, running or done (for the restore

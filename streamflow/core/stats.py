@@ -22,6 +22,8 @@ class StageStats:
     filtered: int = 0
     #: Blank or whitespace-only frames passed over (no event for the json and csv codecs).
     blank: int = 0
+    #: Events behind the watermark (a window's late events, wherever `late` sends them).
+    late: int = 0
     busy_seconds: float = 0.0
     #: Monotonic time of the first batch a source read (sources) / the last batch written (sinks).
     first_event_at: float = 0.0

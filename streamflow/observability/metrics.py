@@ -53,6 +53,7 @@ STAGE_COUNTERS: dict[str, tuple[str, str]] = {
                                         "a parse stage)."),
     "blank": ("streamflow_blank_frames", "Blank or whitespace-only frames (lines) a source or parse stage "
                                          "passed over: no event for the json and csv codecs."),
+    "late": ("streamflow_late_events", "Events behind a window's watermark, sent to its `late` output."),
     "busy_seconds": ("streamflow_stage_busy_seconds", "Seconds a stage spent processing or writing."),
     "commits": ("streamflow_commits", "Checkpoints a source wrote (Kafka offset commits, file positions)."),
     "commit_errors": ("streamflow_commit_errors", "Checkpoint writes that failed (retried next interval)."),

@@ -139,6 +139,7 @@ class Changelog:
         if self._producer is None:
             raise RuntimeError(f"changelog {self.topic} is not started")
         changes = store.take_changes()
+        applied = store.applied  # with the changes: inputs begun while this flush awaits go in the next one
         if not changes:
             return 0
         source = str(store.partition).encode()
@@ -146,7 +147,7 @@ class Changelog:
         acks = [await send(self.topic, c.value, key=CHANGE_PREFIX + c.key, partition=store.partition,
                            headers=[(SOURCE_PARTITION, source), (SOURCE_OFFSET, b"%d" % c.offset)])
                 for c in changes]
-        acks.append(await send(self.topic, b"%d" % store.applied, key=APPLIED_KEY, partition=store.partition))
+        acks.append(await send(self.topic, b"%d" % applied, key=APPLIED_KEY, partition=store.partition))
         await asyncio.gather(*acks)
         return len(changes)
 

@@ -124,6 +124,11 @@ class KeyedState:
         scope.key = scope._views[next(iter(scope._views))].key
         return scope
 
+    def store(self, partition: int, name: str) -> StateStore | None:
+        """The store of state ``name`` for input ``partition`` (None: the partition is not assigned here)."""
+        scope = self._scopes.get(partition)
+        return None if scope is None else scope._stores[list(self.states).index(name)]
+
     def owns(self, msg: Message) -> bool:
         """Whether ``msg``'s partition is assigned here (a straggler of a revoked one is not)."""
         return msg.partition in self._scopes

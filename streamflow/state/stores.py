@@ -99,6 +99,13 @@ class StateStore(ABC):
             self._put(key, value)
             self._changes[key] = (value, self.applied)
 
+    def set_last(self, key: bytes, value: bytes) -> None:
+        """`set`, and log this change after every other one pending (a marker written after the
+        changes it sums up: a flush cut short by a crash never keeps it without them)."""
+        if not self.replaying:
+            self._changes.pop(key, None)
+            self.set(key, value)
+
     def delete(self, key: bytes) -> None:
         """Remove ``key`` if present (dropped while replaying)."""
         if not self.replaying:

@@ -21,7 +21,8 @@ goes into those only, as in Flink). Window kinds, for ``t`` an event time:
 
 `Windows` keeps the open windows of every key with a state folded by a `Fold`
 (sessions and sliding windows need its `merge`). It is pure bookkeeping: no
-I/O, no clock, the watermark is passed in.
+I/O, no clock, the watermark is passed in. `Windows.dump` and `Windows.load`
+turn one key's open windows into JSON-ready data and back, for a state store.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = ["Assigner", "Fold", "Hopping", "KeyWindows", "Session", "Sliding", "TimeWindow", "Tumbling",
@@ -80,6 +81,14 @@ class KeyWindows(ABC, Generic[S]):
     def next_due(self) -> float | None:
         """When `close` may next have work: the earliest end of an open window; None: holds nothing."""
 
+    @abstractmethod
+    def dump(self, encode: Callable[[S], Any]) -> Any:
+        """The open windows as JSON-ready data, each state through ``encode`` (for a state store)."""
+
+    @abstractmethod
+    def load(self, data: Any, decode: Callable[[Any], S]) -> None:
+        """Add the windows of a `dump` (states through ``decode``)."""
+
 
 class Assigner(ABC):
     """A window kind: its parameters, and the per-key bookkeeping of its open windows."""
@@ -91,6 +100,10 @@ class Assigner(ABC):
     def complete(self, end: float, watermark: float | None) -> bool:
         """Whether a window ending at ``end`` is complete at ``watermark`` (None: no watermark yet)."""
         return watermark is not None and end <= watermark
+
+    @abstractmethod
+    def behind(self, t: float, watermark: float | None) -> bool:
+        """Whether an event at ``t`` is late whatever is open: every window it could join is complete."""
 
 
 def _positive(name: str, value: float) -> None:
@@ -125,6 +138,9 @@ class Hopping(Assigner):
 
     def key_windows(self, fold: Fold[S]) -> KeyWindows[S]:
         return _FixedWindows(self, fold)
+
+    def behind(self, t: float, watermark: float | None) -> bool:
+        return self.complete(self.windows(t)[-1].end, watermark)
 
 
 class Tumbling(Hopping):
@@ -174,6 +190,13 @@ class _FixedWindows(KeyWindows[S]):
     def next_due(self) -> float | None:
         return min((w.end for w in self.open), default=None)
 
+    def dump(self, encode: Callable[[S], Any]) -> Any:
+        return [[w.start, w.end, encode(s)] for w, s in self.open.items()]
+
+    def load(self, data: Any, decode: Callable[[Any], S]) -> None:
+        for start, end, state in data:
+            self.open[TimeWindow(start, end)] = decode(state)
+
 
 # -- sliding: one window per event time, built from panes ---------------------------------
 class Sliding(Assigner):
@@ -188,6 +211,9 @@ class Sliding(Assigner):
 
     def key_windows(self, fold: Fold[S]) -> KeyWindows[S]:
         return _SlidingWindows(self, fold)
+
+    def behind(self, t: float, watermark: float | None) -> bool:
+        return watermark is not None and t + self.size <= watermark
 
 
 class _SlidingWindows(KeyWindows[S]):
@@ -234,6 +260,15 @@ class _SlidingWindows(KeyWindows[S]):
         """Panes outlive windows: a pane is dropped once its time + size passes the watermark."""
         return min([*self.ends, *(p + self.size for p in self.panes)], default=None)
 
+    def dump(self, encode: Callable[[S], Any]) -> Any:
+        return [[[t, encode(s)] for t, s in self.panes.items()], sorted(self.ends)]
+
+    def load(self, data: Any, decode: Callable[[Any], S]) -> None:
+        panes, ends = data
+        for t, state in panes:
+            self.panes[t] = decode(state)
+        self.ends.update(ends)
+
 
 # -- sessions: merged on overlap -----------------------------------------------------------
 class Session(Assigner):
@@ -245,6 +280,9 @@ class Session(Assigner):
 
     def key_windows(self, fold: Fold[S]) -> KeyWindows[S]:
         return _Sessions(self, fold)
+
+    def behind(self, t: float, watermark: float | None) -> bool:
+        return self.complete(t + self.gap, watermark)
 
 
 class _Sessions(KeyWindows[S]):
@@ -285,6 +323,13 @@ class _Sessions(KeyWindows[S]):
 
     def next_due(self) -> float | None:
         return min((w.end for w, _ in self.open), default=None)
+
+    def dump(self, encode: Callable[[S], Any]) -> Any:
+        return [[w.start, w.end, encode(s)] for w, s in self.open]
+
+    def load(self, data: Any, decode: Callable[[Any], S]) -> None:
+        self.open.extend((TimeWindow(start, end), decode(state)) for start, end, state in data)
+        self.open.sort(key=lambda ws: ws[0].start)
 
 
 # -- every key ----------------------------------------------------------------------------
@@ -343,6 +388,23 @@ class Windows(Generic[S]):
                 self._schedule(key, due)
         out.sort(key=lambda kws: (kws[1].end, kws[1].start))
         return out
+
+    def dump(self, key: Hashable, encode: Callable[[S], Any]) -> Any:
+        """The open windows of ``key`` as JSON-ready data (None: it has none), for a state store."""
+        windows = self._keys.get(key)
+        return None if windows is None or windows.next_due() is None else windows.dump(encode)
+
+    def load(self, key: Hashable, data: Any, decode: Callable[[Any], S]) -> None:
+        """Add the open windows of ``key`` from a `dump` (a restore)."""
+        windows = self._keys.get(key)
+        if windows is None:
+            windows = self._keys[key] = self.assigner.key_windows(self.fold)
+        windows.load(data, decode)
+        due = windows.next_due()
+        if due is None:
+            del self._keys[key]
+        else:
+            self._schedule(key, due)
 
     def flush(self) -> list[tuple[Hashable, TimeWindow, S]]:
         """Remove and return every open window (the end of the stream), by end then start."""

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from .fields import path_getter
 
-__all__ = ["AGGREGATIONS", "Aggregation", "aggregation", "parse_aggregate"]
+__all__ = ["AGGREGATIONS", "Aggregation", "aggregation", "hashable", "parse_aggregate"]
 
 
 class Aggregation(ABC):
@@ -57,6 +57,19 @@ class Aggregation(ABC):
 
     def result(self, state: Any) -> Any:
         return state
+
+    def dump(self, state: Any) -> Any:
+        """``state`` as JSON data: a state store keeps open windows as JSON (tuples come back as lists)."""
+        return state
+
+    def load(self, data: Any) -> Any:
+        """The state a `dump` was made of."""
+        return data
+
+
+def hashable(data: Any) -> Any:
+    """JSON data with its lists turned into tuples, so it can be a key or a set member again."""
+    return tuple(hashable(x) for x in data) if isinstance(data, list) else data
 
 
 #: Aggregation name -> class; add one with `@aggregation("name")`.
@@ -160,6 +173,9 @@ class Mean(Aggregation):
     def result(self, state: tuple[int | float, int]) -> float | None:
         return state[0] / state[1] if state[1] else None
 
+    def load(self, data: list[int | float]) -> tuple[int | float, int]:
+        return data[0], int(data[1])
+
 
 @aggregation("first")
 class First(Aggregation):
@@ -175,6 +191,9 @@ class First(Aggregation):
 
     def result(self, state: tuple[float, Any] | None) -> Any:
         return None if state is None else state[1]
+
+    def load(self, data: list[Any] | None) -> tuple[float, Any] | None:
+        return None if data is None else (data[0], data[1])
 
 
 @aggregation("last")
@@ -232,6 +251,12 @@ class CountDistinct(Aggregation):
 
     def result(self, state: set[Any] | None) -> int:
         return 0 if state is None else len(state)
+
+    def dump(self, state: set[Any] | None) -> list[Any] | None:
+        return None if state is None else list(state)
+
+    def load(self, data: list[Any] | None) -> set[Any] | None:
+        return None if data is None else {hashable(x) for x in data}
 
 
 def parse_aggregate(name: str, spec: Any) -> tuple[str, str | None]:

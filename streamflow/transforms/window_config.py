@@ -8,9 +8,10 @@ sliding windows only with aggregations that can merge.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..core.refs import FunctionRef
 from ..core.stage import EventTransformConfig
@@ -20,12 +21,20 @@ from .aggregations import AGGREGATIONS, mergeable, parse_aggregate
 from .base import is_async_callable
 from .fields import path_getter
 
-__all__ = ["RESERVED", "WindowConfig"]
+__all__ = ["RESERVED", "LateSink", "WindowConfig"]
 
 #: Fields every window result has; aggregates may not use these names.
 RESERVED = ("window_start", "window_end", "key")
 
 WindowKind = Literal["tumbling", "hopping", "sliding", "session"]
+
+
+class LateSink(BaseModel):
+    """``late: {sink: name}``: late events go to the sink of that name, and only they do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sink: str = Field(description="name of a sink of the pipeline")
 
 
 class WindowConfig(EventTransformConfig):
@@ -48,10 +57,11 @@ class WindowConfig(EventTransformConfig):
     idle_timeout: float | None = Field(None, gt=0, description=(
         "event time: seconds without events after which a partition stops holding the watermark back "
         "(null: a quiet partition holds windows open until it speaks or the stream ends)"))
-    late: Literal["drop", "error"] = Field("drop", description="an event behind the watermark whose "
-                                                               "windows are all closed: drop it "
-                                                               "(counted as filtered) or send it to "
-                                                               "`on_error`")
+    late: Literal["drop", "error", "dead_letter"] | LateSink = Field("drop", description=(
+        "where an event behind the watermark (all its windows closed) goes: `drop` (counted as filtered), "
+        "`error` (the stage's `on_error`), `dead_letter` (the dead-letter sink, error `LateEvent`) or "
+        "`{sink: name}` (the named sink, which then gets only these events, unchanged); always counted "
+        "in `streamflow_late_events_total`"))
     key: str | None = Field(None, description="event field (dotted path) to group by; one window per key value")
     key_fn: FunctionRef | None = Field(None, description="`module:function` giving an event's key from its "
                                                          "value (instead of `key`); must return a hashable value")
@@ -61,6 +71,11 @@ class WindowConfig(EventTransformConfig):
     fn: FunctionRef | None = Field(None, description="`module:function` called with the list of a "
                                                      "window's values; a mapping result is merged into "
                                                      "the output, anything else is stored as `result`")
+
+    state_backend: Literal["memory", "disk"] = Field(
+        "memory", description="with a Kafka input, where the open windows live (`disk`: RocksDB); either is "
+                              "restored from the `<pipeline>-<stage>-changelog` topic on start")
+    state_dir: Path | None = Field(None, description="directory of the `disk` state (default: a temporary one)")
 
     @field_validator("aggregate")
     @classmethod

@@ -21,6 +21,7 @@ position is committed only once every window holding it has been written
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,9 +75,9 @@ class WindowFold:
         self._acks: Sequence[Ack] = ()
         self._created = 0.0
 
-    def begin(self, batch: Batch) -> None:
-        """The events folded in next come from ``batch``."""
-        self._acks = batch.acks
+    def begin(self, batch: Batch, hold_acks: bool = True) -> None:
+        """The events folded in next come from ``batch`` (whose acks the windows hold, if ``hold_acks``)."""
+        self._acks = batch.acks if hold_acks else ()
         self._created = batch.created
 
     # -- the Fold protocol -----------------------------------------------------------
@@ -148,6 +149,16 @@ class WindowFold:
             for a in state.acks:
                 a.retain()
         return state.acks
+
+    def dump(self, state: WindowState) -> list[Any]:
+        """``state`` as JSON data for a state store: its aggregates and the values for ``fn``."""
+        return [[agg.dump(s) for agg, s in zip(self._objects, state.aggs, strict=True)], state.values]
+
+    def load(self, data: list[Any]) -> WindowState:
+        """The state a `dump` was made of (it holds no acks: the store keeps it)."""
+        aggs, values = data
+        return WindowState([agg.load(s) for agg, s in zip(self._objects, aggs, strict=True)], values, [],
+                           time.monotonic())
 
     def results(self, state: WindowState) -> dict[str, Any]:
         """The aggregates of a window: output field -> value."""
