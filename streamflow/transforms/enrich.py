@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
+from ..connectors.postgres_lookup import PostgresLookup, PostgresLookupConfig
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.refs import FunctionRef
@@ -75,11 +76,15 @@ class EnrichConfig(EventTransformConfig):
                                                           "a timeout goes to `on_error`")
     base_dir: str | None = Field(None, description="directory a relative `table` path is resolved "
                                                    "against (default: the current working directory)")
+    postgres: PostgresLookupConfig | None = Field(None, description="look `key` up in a PostgreSQL table "
+                                                                    "(see PostgreSQL); batched per `concurrency`")
 
     @model_validator(mode="after")
     def _check(self) -> EnrichConfig:
-        if sum(x is not None for x in (self.table, self.fn, self.url)) != 1:
-            raise ValueError("enrich needs exactly one of `table`, `fn` or `url`")
+        if sum(x is not None for x in (self.table, self.fn, self.url, self.postgres)) != 1:
+            raise ValueError("enrich needs exactly one of `table`, `fn`, `url` or `postgres`")
+        if self.postgres is not None and self.key is None:
+            raise ValueError("enrich with `postgres` needs `key` (the event field to look up)")
         if self.url is not None:
             if self.key is None or "{key}" not in self.url:
                 raise ValueError("enrich with `url` needs `key` and a `{key}` placeholder in the url")
@@ -181,6 +186,9 @@ class Enrich(EventTransform[EnrichConfig]):
         self._plain_key: str | None = None
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
         self.fn = cfg.fn if cfg.url is None else self._get
+        self._lookup = PostgresLookup(cfg.postgres) if cfg.postgres is not None else None
+        if self._lookup is not None:
+            self.fn = self._lookup
         self._session: aiohttp.ClientSession | None = None
         self.is_async = self.fn is not None  # `concurrency` calls (and batches) in flight
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
@@ -214,12 +222,16 @@ class Enrich(EventTransform[EnrichConfig]):
             if key is not None and "." not in key and None not in self._table:
                 self._plain_key = key
 
+        if self._lookup is not None:
+            await self._lookup.open()
         if self.config.url is not None:
             headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
             self._session = aiohttp.ClientSession(headers=headers)
 
     async def close(self) -> None:
         self._flight.cancel()
+        if self._lookup is not None:
+            await self._lookup.close()
         if self._session is not None:
             await self._session.close()
         await super().close()

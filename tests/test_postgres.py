@@ -1,0 +1,167 @@
+"""The postgres sink, source and enrich lookup against a real PostgreSQL server (Debian's), started here."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from streamflow import Pipeline
+from streamflow.connectors.memory import MemorySink, MemorySource
+from streamflow.connectors.postgres_sink import PostgresSink
+from streamflow.connectors.postgres_source import PostgresSource
+from streamflow.core.runner import EXIT_OK, Runner
+from streamflow.transforms.enrich import Enrich
+from tests.postgres.server import PASSWORD, PostgresServer, bin_dir
+
+pytestmark = pytest.mark.skipif(bin_dir() is None, reason="PostgreSQL is not installed (apt-get install postgresql)")
+
+_tables = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    pg = PostgresServer().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+async def db(server: PostgresServer) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(server.dsn, password=PASSWORD)
+    yield conn
+    await conn.close()
+
+
+def table() -> str:
+    """A table name no other test uses."""
+    return f"t{next(_tables)}"
+
+
+def connection(server: PostgresServer) -> dict[str, Any]:
+    return {"dsn": server.dsn, "password": PASSWORD}
+
+
+async def run(values: list[Any], sink: Any = None, *, source: Any = None, batch_size: int = 100,
+              stages: list[dict[str, Any]] = (), expect: int = EXIT_OK) -> tuple[MemorySource | Any, MemorySink]:
+    """Run a pipeline from ``values`` (or ``source``) through ``stages`` into ``sink`` (default: memory)."""
+    src = source or MemorySource(values=values, batch_size=batch_size)
+    dlq = MemorySink(name="dlq")
+    p = Pipeline("pg").source(src)
+    for stage in stages:
+        p = p.transform(stage["type"], **{k: v for k, v in stage.items() if k != "type"})
+    p = p.sink(sink or MemorySink(name="out")).dead_letter(dlq)
+    result = await Runner(p, handle_signals=False).run()
+    assert result.exit_code == expect, result
+    return src, dlq
+
+
+async def test_upsert_keeps_the_last_event_of_each_key_one_transaction_per_batch(
+        server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, total numeric, at timestamptz, tags jsonb)")
+    events = [{"id": i % 50, "total": i * 1.5, "at": f"2024-05-01T10:00:{i % 60:02d}+00:00",
+               "tags": {"n": i}} for i in range(500)]
+    sink = PostgresSink(name="pg", table=name, key=["id"], **connection(server))
+    src, dlq = await run(events, sink)
+    assert src.committed == {0: 500} and dlq.values == []
+    assert sink.commits == 5   # one transaction per batch of 100
+    rows = {r["id"]: r for r in await db.fetch(f"SELECT * FROM {name}")}
+    assert len(rows) == 50
+    assert float(rows[7]["total"]) == 457 * 1.5 and rows[7]["tags"] == '{"n": 457}'  # the last event of id 7
+    assert rows[7]["at"].isoformat() == "2024-05-01T10:00:37+00:00"
+
+
+async def test_copy_and_insert_modes(server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (seq bigint GENERATED ALWAYS AS IDENTITY, id int, note text)")
+    events = [{"id": i, "note": f"n{i}", "ignored": True} for i in range(250)]
+    for mode in ("copy", "insert"):
+        await run(events, PostgresSink(table=name, mode=mode, **connection(server)))
+    assert await db.fetchval(f"SELECT count(*) FROM {name}") == 500
+    assert await db.fetchval(f"SELECT count(DISTINCT id) FROM {name} WHERE note = 'n' || id") == 250
+    assert await db.fetchval(f"SELECT max(seq) FROM {name}") == 500  # the identity column filled itself
+
+
+async def test_refused_rows_are_dead_lettered_and_the_rest_committed(
+        server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, qty int NOT NULL CHECK (qty > 0))")
+    events: list[Any] = [{"id": i, "qty": 1} for i in range(10)]
+    events[3] = {"id": 3, "qty": None}          # NOT NULL
+    events[5] = {"id": 5, "qty": -1}            # CHECK
+    events[7] = {"id": 7, "qty": "many"}        # not an int
+    events[8] = "not a mapping"
+    for mode in ("upsert", "copy"):
+        await db.execute(f"TRUNCATE {name}")
+        sink = PostgresSink(table=name, mode=mode, key=["id"] if mode == "upsert" else None,
+                            on_error="dead_letter", **connection(server))
+        src, dlq = await run(events, sink, batch_size=10)
+        assert src.committed == {0: 10}
+        assert sorted(r["id"] for r in await db.fetch(f"SELECT id FROM {name}")) == [0, 1, 2, 4, 6, 9]
+        assert [d["source"]["offset"] for d in dlq.values] == [8, 3, 5, 7]  # the unconvertible one first
+        assert "NotNullViolation" in dlq.values[1]["error"] and "CheckViolation" in dlq.values[2]["error"]
+
+
+async def test_a_batch_is_acknowledged_only_after_its_commit(server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    # a deferred unique constraint is checked at COMMIT: the batch's commit fails after every row was written
+    await db.execute(f"CREATE TABLE {name} (id int, UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+    sink = PostgresSink(table=name, mode="insert", **connection(server))
+    src, _ = await run([{"id": 1}, {"id": 2}, {"id": 1}], sink, expect=1)
+    assert src.committed == {} and await db.fetchval(f"SELECT count(*) FROM {name}") == 0
+
+
+async def test_enrich_looks_keys_up_in_batches_with_cache(server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text, tier text)")
+    await db.executemany(f"INSERT INTO {name} VALUES ($1, $2, $3)",
+                         [(i, f"customer {i}", "gold" if i % 2 else "silver") for i in range(400)])
+    events = [{"n": i, "customer": str(i % 500)} for i in range(3000)]   # ids 400..499 are not in the table
+    for cache in (None, {"max_size": 1000}):
+        out = MemorySink(name="out")
+        stage = {"type": "enrich", "name": "customers", "key": "customer", "fields": ["name"], "concurrency": 100,
+                 "postgres": {"table": name, "key_column": "id", **connection(server)}, "cache": cache}
+        src = MemorySource(values=[dict(e) for e in events], batch_size=100)
+        p = Pipeline("pg").source(src).transform(stage.pop("type"), **stage).sink(out)
+        enrich = p.stages()[1]
+        assert isinstance(enrich, Enrich) and enrich._lookup is not None
+        assert (await Runner(p, handle_signals=False).run()).exit_code == EXIT_OK
+        assert [v["n"] for v in out.values] == list(range(3000))
+        assert all(v.get("name") == (f"customer {v['customer']}" if int(v["customer"]) < 400 else None)
+                   for v in out.values)
+        queries = enrich._lookup.queries
+        if cache is None:
+            assert queries <= 3000 // 100 * 2   # a batch's 100 keys in one or two queries, not 100
+        else:
+            assert queries <= 500 // 100 * 2 and enrich.calls == 500  # each key looked up once
+
+
+async def test_source_reads_new_rows_and_resumes_after_its_checkpoint(
+        server: PostgresServer, db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text)")
+    await db.executemany(f"INSERT INTO {name} (body) VALUES ($1)", [(f"b{i}",) for i in range(2500)])
+    options = {"table": name, "column": "id", "mode": "read", "batch_size": 1000, "name": "orders",
+               **connection(server)}
+    out = MemorySink(name="out")
+    await run([], out, source=PostgresSource(**options))
+    assert [v["id"] for v in out.values] == list(range(1, 2501)) and out.values[0]["body"] == "b0"
+    saved = await db.fetch("SELECT id, position FROM streamflow_checkpoints")
+    assert [(r["id"], r["position"]) for r in saved] == [("pg/orders", "2500")]
+
+    await db.executemany(f"INSERT INTO {name} (body) VALUES ($1)", [(f"new{i}",) for i in range(10)])
+    again = MemorySink(name="out")
+    await run([], again, source=PostgresSource(**options))
+    assert [v["body"] for v in again.values] == [f"new{i}" for i in range(10)]
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ValueError, match="upsert needs `key`"):
+        Pipeline("x").sink("postgres", dsn="postgresql://h/db", table="t")
+    with pytest.raises(ValueError, match="exactly one of `table`, `fn`, `url` or `postgres`"):
+        Pipeline("x").enrich(key="k", fn="json:dumps", postgres={"dsn": "postgresql://h/db", "table": "t",
+                                                                 "key_column": "id"})
