@@ -10,7 +10,7 @@ import importlib
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from ..core.configs import ConfigModel
 
@@ -33,6 +33,12 @@ class PostgresConnection(ConfigModel):
                                                   "prefer)")
     pool_size: int = Field(4, ge=1, description="connections kept open at most")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to establish a connection")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``${PGPASSWORD:-}`` of an unset variable is ``""``: the same as leaving the key out."""
+        return None if value == "" else value
 
 
 def asyncpg_module() -> Any:

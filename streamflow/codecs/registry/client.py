@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...core.backoff import Backoff
 from ...core.configs import ConfigModel
@@ -47,6 +47,12 @@ class SchemaRegistryConfig(ConfigModel):
     timeout: float = Field(10.0, gt=0, description="seconds one request may take")
     retry: Backoff = Field(default_factory=lambda: Backoff(max_attempts=5),
                            description="how unreachable registries and 5xx answers are retried")
+
+    @field_validator("username", "password", "token", "ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``${VAR:-}`` of an unset variable is ``""``: the same as leaving the key out."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check(self) -> SchemaRegistryConfig:
