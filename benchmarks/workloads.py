@@ -12,6 +12,9 @@ WORKLOADS: dict[str, str] = {
     "kafka-enrich": "kafka_enrich:KafkaEnrich",
     "io-enrich": "io_enrich:IoEnrich",
     "memory": "memory:Memory",
+    "avro-decode": "avro_codec:AvroDecode",
+    "avro-encode": "avro_codec:AvroEncode",
+    "postgres-enrich": "postgres_enrich:PostgresEnrich",
 }
 
 

@@ -186,11 +186,11 @@ class Enrich(EventTransform[EnrichConfig]):
         self._plain_key: str | None = None
         self._default = self.project(cfg.default) if cfg.on_missing == "default" else None
         self.fn = cfg.fn if cfg.url is None else self._get
-        self._lookup = PostgresLookup(cfg.postgres) if cfg.postgres is not None else None
-        if self._lookup is not None:
-            self.fn = self._lookup
         self._session: aiohttp.ClientSession | None = None
         self.is_async = self.fn is not None  # `concurrency` calls (and batches) in flight
+        #: postgres mode: whole batches go to the lookup (`process`), up to `concurrency` batches in flight
+        self._lookup = PostgresLookup(cfg.postgres) if cfg.postgres is not None else None
+        self.is_async = self.is_async or self._lookup is not None
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
         self._flight = SingleFlight()
         #: Calls of ``fn`` made (not answered from the cache or a shared in-flight call).
@@ -246,6 +246,15 @@ class Enrich(EventTransform[EnrichConfig]):
             if resp.status // 100 != 2:
                 raise LookupFailed(f"GET {url} answered {resp.status}")
             return await resp.json(loads=orjson.loads, content_type=None)
+
+    async def process(self, batch: Batch) -> Batch | list[Batch] | None:
+        if self._lookup is None:
+            return await super().process(batch)
+        assert self._key is not None
+        result, failed = await self._lookup.enrich(batch, self._key, self.project, self._resolve, self.emit,
+                                                   self.cache, self.errors)
+        self._count_filtered(batch, result, failed)
+        return result
 
     # -- what is merged ---------------------------------------------------------------
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:

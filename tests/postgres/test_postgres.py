@@ -131,7 +131,8 @@ async def test_enrich_looks_keys_up_in_batches_with_cache(postgres: PostgresServ
     events = [{"n": i, "customer": str(i % 500)} for i in range(3000)]   # ids 400..499 are not in the table
     for cache in (None, {"max_size": 1000}):
         out = MemorySink(name="out")
-        stage = {"type": "enrich", "name": "customers", "key": "customer", "fields": ["name"], "concurrency": 100,
+        stage = {"type": "enrich", "name": "customers", "key": "customer", "fields": ["name"],
+                 "concurrency": 1 if cache is None else 100,
                  "postgres": {"table": name, "key_column": "id", **connection(postgres)}, "cache": cache}
         src = MemorySource(values=[dict(e) for e in events], batch_size=100)
         p = Pipeline("pg").source(src).transform(stage.pop("type"), **stage).sink(out)
@@ -141,11 +142,29 @@ async def test_enrich_looks_keys_up_in_batches_with_cache(postgres: PostgresServ
         assert [v["n"] for v in out.values] == list(range(3000))
         assert all(v.get("name") == (f"customer {v['customer']}" if int(v["customer"]) < 400 else None)
                    for v in out.values)
-        queries = enrich._lookup.queries
+        lookup = enrich._lookup
         if cache is None:
-            assert queries <= 3000 // 100 * 2   # a batch's 100 keys in one or two queries, not 100
-        else:
-            assert queries <= 500 // 100 * 2 and enrich.calls == 500  # each key looked up once
+            assert lookup.queries == 30 and lookup.keys_fetched == 30 * 100   # one query per batch
+        else:  # 100 batches in flight: each key looked up once (cache, and a fetch under way is shared)
+            assert lookup.keys_fetched == 500 and lookup.queries <= 5
+
+
+async def test_enrich_failures_go_to_on_error_one_event_each(postgres: PostgresServer,
+                                                             db: asyncpg.Connection) -> None:
+    name = table()
+    await db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, name text)")
+    await db.execute(f"INSERT INTO {name} VALUES (1, 'one'), (2, 'two')")
+    values = [{"c": 1}, "not a mapping", {"c": "x"}, {"c": 3}, {"c": None}, {"c": "2"}]
+    src, out, dlq = MemorySource(values=values, batch_size=10), MemorySink(name="out"), MemorySink(name="dlq")
+    p = (Pipeline("pg").source(src)
+         .enrich(key="c", on_missing="error", on_error="dead_letter", name="lookup",
+                 postgres={"table": name, "key_column": "id", **connection(postgres)})
+         .sink(out).dead_letter(dlq))
+    assert (await Runner(p, handle_signals=False).run()).exit_code == EXIT_OK
+    assert out.values == [{"c": 1, "name": "one"}, {"c": "2", "name": "two"}]
+    assert [d["source"]["offset"] for d in dlq.values] == [1, 2, 3, 4]
+    assert "expects a mapping" in dlq.values[0]["error"] and "invalid literal for int" in dlq.values[1]["error"]
+    assert "nothing found for key 3" in dlq.values[2]["error"] and src.committed == {0: 6}
 
 
 async def test_source_reads_new_rows_and_resumes_after_its_checkpoint(
