@@ -43,6 +43,12 @@ class AvroCodec(RegistryCodec):
     def read(self, reader: Any, body: memoryview) -> Any:
         return self._fastavro.schemaless_reader(io.BytesIO(body), reader, self._given)
 
+    def decode_many(self, frames: list[bytes]) -> list[Any]:
+        """`RegistryCodec.decode_many` with fastavro called inline (a Python call less per event)."""
+        readers, read, given, buffer = self._readers, self._fastavro.schemaless_reader, self._given, io.BytesIO
+        return [read(buffer(memoryview(f)[5:]), readers[int.from_bytes(f[1:5], "big")] if f[0] == 0 else None,
+                     given) for f in frames]
+
     def writer_text(self) -> str:
         if self.options.schema is None:
             raise ValueError("encoding Avro needs the writer `schema`")
