@@ -45,7 +45,9 @@ class AvroCodec(RegistryCodec):
 
     def decode_many(self, frames: list[bytes]) -> list[Any]:
         """`RegistryCodec.decode_many` with fastavro called inline (a Python call less per event)."""
-        readers, read, given, buffer = self._readers, self._fastavro.schemaless_reader, self._given, io.BytesIO
+        # an unknown id or magic byte gives no schema: fastavro raises, and the caller decodes one by one
+        read: Any = self._fastavro.schemaless_reader
+        readers, given, buffer = self._readers, self._given, io.BytesIO
         return [read(buffer(memoryview(f)[5:]), readers[int.from_bytes(f[1:5], "big")] if f[0] == 0 else None,
                      given) for f in frames]
 

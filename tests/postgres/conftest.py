@@ -7,11 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from .server import PASSWORD, PostgresServer, bin_dir
-
-#: Mark of the modules that need the server: skipped where PostgreSQL is not installed.
-needs_postgres = pytest.mark.skipif(bin_dir() is None,
-                                    reason="PostgreSQL is not installed (apt-get install postgresql)")
+from .server import PASSWORD, PostgresServer
 
 
 @pytest.fixture(scope="module")

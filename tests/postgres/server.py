@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 USER, PASSWORD, DATABASE = "streamflow", "s3cret", "postgres"
 
 
@@ -26,6 +28,11 @@ def bin_dir() -> Path | None:
     """The directory of Debian's newest PostgreSQL binaries (None: not installed)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
     return Path(found[-1]).parent if found else None
+
+
+#: Mark of the test modules that need the server: skipped where PostgreSQL is not installed.
+needs_postgres = pytest.mark.skipif(bin_dir() is None,
+                                    reason="PostgreSQL is not installed (apt-get install postgresql)")
 
 
 def _free_port() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.postgres.conftest import needs_postgres
+from tests.postgres.server import needs_postgres
 from tests.test_benchmarks_smoke import run_smoke
 
 pytestmark = needs_postgres

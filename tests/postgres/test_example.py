@@ -11,8 +11,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from tests.postgres.conftest import needs_postgres
-from tests.postgres.server import PASSWORD, PostgresServer
+from tests.postgres.server import PASSWORD, PostgresServer, needs_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,7 @@ from streamflow.connectors.postgres_sink import PostgresSink
 from streamflow.connectors.postgres_source import PostgresSource
 from streamflow.core.runner import EXIT_OK, Runner
 from streamflow.transforms.enrich import Enrich
-from tests.postgres.conftest import needs_postgres
-from tests.postgres.server import PASSWORD, PostgresServer
+from tests.postgres.server import PASSWORD, PostgresServer, needs_postgres
 
 pytestmark = needs_postgres
 
