@@ -14,6 +14,9 @@ WORKLOADS: dict[str, str] = {
     "io-enrich": "io_enrich:IoEnrich",
     "memory": "memory:Memory",
     "state-restore": "state_restore:StateRestore",
+    "avro-decode": "avro_codec:AvroDecode",
+    "avro-encode": "avro_codec:AvroEncode",
+    "postgres-enrich": "postgres_enrich:PostgresEnrich",
 }
 
 

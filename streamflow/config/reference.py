@@ -97,7 +97,7 @@ def _rows(model: type[BaseModel], skip: set[str]) -> list[str]:
         type_text = _type_text(field.annotation)
         if any(m.__class__.__name__ == "BeforeValidator" for m in field.metadata):
             type_text = "module:function" if "Callable" in str(field.annotation) else type_text
-        rows.append(f"| `{name}` | {type_text} "
+        rows.append(f"| `{field.alias or name}` | {type_text} "
                     f"| {_default(field)} | {description} |")
     return rows
 

@@ -8,5 +8,7 @@ from . import (  # noqa: F401
     http_source,  # noqa: F401
     kafka,  # noqa: F401
     memory,  # noqa: F401
+    postgres_sink,
+    postgres_source,
     stdio,
 )

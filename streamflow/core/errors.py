@@ -125,6 +125,10 @@ def dead_letter_message(msg: Message, error: BaseException, stage: str, attempts
         headers.append(("streamflow.source.partition", str(msg.partition).encode()))
     if msg.offset is not None:
         headers.append(("streamflow.source.offset", str(msg.offset).encode()))
+    # an error may name what it concerns (a codec's schema id …): as fields and streamflow.<name> headers
+    for name, value in (getattr(error, "dead_letter_fields", None) or {}).items():
+        record[name] = value
+        headers.append((f"streamflow.{name}", str(value).encode()))
     return Message(record, msg.key, headers, msg.timestamp, msg.topic, msg.partition, msg.offset,
                    msg.raw if msg.raw is not None else None)
 

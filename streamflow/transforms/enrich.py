@@ -30,6 +30,7 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
+from ..connectors.postgres_lookup import PostgresLookup, PostgresLookupConfig
 from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.message import Message
@@ -99,11 +100,15 @@ class EnrichConfig(EventTransformConfig):
                           "(`{failures: 5, open_seconds: 10}`)")
     base_dir: str | None = Field(None, description="directory a relative `table` path is resolved "
                                                    "against (default: the current working directory)")
+    postgres: PostgresLookupConfig | None = Field(None, description="look `key` up in a PostgreSQL table "
+                                                                    "(see PostgreSQL); batched per `concurrency`")
 
     @model_validator(mode="after")
     def _check(self) -> EnrichConfig:
-        if sum(x is not None for x in (self.table, self.fn, self.url)) != 1:
-            raise ValueError("enrich needs exactly one of `table`, `fn` or `url`")
+        if sum(x is not None for x in (self.table, self.fn, self.url, self.postgres)) != 1:
+            raise ValueError("enrich needs exactly one of `table`, `fn`, `url` or `postgres`")
+        if self.postgres is not None and self.key is None:
+            raise ValueError("enrich with `postgres` needs `key` (the event field to look up)")
         if self.url is not None:
             if self.key is None or "{key}" not in self.url:
                 raise ValueError("enrich with `url` needs `key` and a `{key}` placeholder in the url")
@@ -208,6 +213,9 @@ class Enrich(EventTransform[EnrichConfig]):
         self._session: aiohttp.ClientSession | None = None
         self.lookup: HttpLookup | None = None  # url mode, once open
         self.is_async = cfg.fn is not None or cfg.url is not None  # `concurrency` calls (and batches) in flight
+        #: postgres mode: whole batches go to the lookup (`process`), up to `concurrency` batches in flight
+        self._lookup = PostgresLookup(cfg.postgres) if cfg.postgres is not None else None
+        self.is_async = self.is_async or self._lookup is not None
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
         self._flight = SingleFlight()
         #: Calls of ``fn`` made (not answered from the cache or a shared in-flight call).
@@ -239,6 +247,8 @@ class Enrich(EventTransform[EnrichConfig]):
             if key is not None and "." not in key and None not in self._table:
                 self._plain_key = key
 
+        if self._lookup is not None:
+            await self._lookup.open()
         if self.config.url is not None:
             cfg = self.config
             headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
@@ -254,9 +264,20 @@ class Enrich(EventTransform[EnrichConfig]):
 
     async def close(self) -> None:
         self._flight.cancel()
+        if self._lookup is not None:
+            await self._lookup.close()
         if self._session is not None:
             await self._session.close()
         await super().close()
+
+    async def process(self, batch: Batch) -> Batch | list[Batch] | None:
+        if self._lookup is None:
+            return await super().process(batch)
+        assert self._key is not None
+        result, failed = await self._lookup.enrich(batch, self._key, self.project, self._resolve, self.emit,
+                                                   self.cache, self.errors)
+        self._count_filtered(batch, result, failed)
+        return result
 
     # -- what is merged ---------------------------------------------------------------
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
