@@ -36,6 +36,7 @@ def _count(store: StateStore, events: list[tuple[int, str]]) -> None:
         store.begin(offset)
         counts.bind(key)
         counts.set((counts.get(0) or 0) + 1)
+        store.finish()
 
 
 @pytest.mark.parametrize("backend", ["memory", "disk"])
@@ -51,6 +52,7 @@ async def test_a_fresh_store_restored_from_the_changelog_equals_the_original(kaf
             original.begin(round_no * 1000 + 1000)
             for i in range(0, 700, 7 + round_no):
                 original.delete(f"user-{i}".encode())
+            original.finish()
             assert await changelog.flush(original) == 700
             _count(other, [(round_no, "someone-else")])
             await changelog.flush(other)
@@ -80,6 +82,7 @@ async def test_tombstones_delete_on_restore(kafka, tmp_path: Path) -> None:
         store.begin(3)
         store.delete(b"b")
         store.delete(b"c")
+        store.finish()
         await changelog.flush(store)
         restored = open_store("memory", tmp_path, "counts", 0)
         await changelog.restore(restored)

@@ -139,7 +139,7 @@ class Changelog:
         if self._producer is None:
             raise RuntimeError(f"changelog {self.topic} is not started")
         changes = store.take_changes()
-        applied = store.applied  # with the changes: inputs begun while this flush awaits go in the next one
+        applied = store.logged_through  # with the changes: inputs begun while this flush awaits go in the next
         if not changes:
             return 0
         source = str(store.partition).encode()
@@ -156,8 +156,9 @@ class Changelog:
         """Fill a fresh ``store`` with its partition's changelog, up to the end offset as of now.
 
         Per fetch (up to `RESTORE_FETCH_RECORDS`), the changes go to the store in
-        one bulk write (`StateStore.restore_many`) and their highest source
-        offset once: the per-record work is a key check and a header read."""
+        one bulk write (`StateStore.restore_many`): the per-record work is a key
+        check and a header read. The store is applied up to the last marker; the
+        changes logged past it are handed over with `StateStore.restore_logged`."""
         reader = self._reader
         if reader is None:
             raise RuntimeError(f"changelog {self.topic} is not started")
@@ -166,6 +167,7 @@ class Changelog:
         start = (await reader.beginning_offsets([tp]))[tp]
         end = (await reader.end_offsets([tp]))[tp]
         progress = RestoreProgress(store.name, store.partition, start, end, start)
+        logged: dict[bytes, int] = {}
         reader.seek(tp, start)
         while progress.position < end:
             fetched = await reader.getmany(tp, timeout_ms=500, max_records=RESTORE_FETCH_RECORDS)
@@ -173,11 +175,12 @@ class Changelog:
             if records:
                 if records[-1].offset >= end:
                     records = [r for r in records if r.offset < end]
-                self._apply(store, records)
+                self._apply(store, records, logged)
                 progress.records += len(records)
             progress.position = await reader.position(tp)
             if on_progress is not None:
                 on_progress(progress)
+        store.restore_logged(logged)
         progress.done = True
         if on_progress is not None:
             on_progress(progress)
@@ -185,8 +188,14 @@ class Changelog:
                  self.topic, progress.records, store.applied)
         return progress
 
-    def _apply(self, store: StateStore, records: Sequence[ConsumerRecord]) -> None:
-        """Apply fetched changelog records to ``store``, in order."""
+    def _apply(self, store: StateStore, records: Sequence[ConsumerRecord], logged: dict[bytes, int]) -> None:
+        """Apply fetched changelog records to ``store``, in order.
+
+        The store's `applied` comes from the markers only: a flush cut short by a
+        crash may have logged some changes of its inputs and not others, so their
+        offsets say nothing of the inputs before them. The changes past the last
+        marker are collected in ``logged`` (key → input offset) instead, and a
+        replay of those inputs skips exactly those keys (`StateStore.restore_logged`)."""
         source = (SOURCE_PARTITION, str(store.partition).encode())
         changes: list[tuple[bytes, bytes | None]] = []
         applied = store.applied
@@ -199,13 +208,18 @@ class Changelog:
                     headers = self._checked_headers(store, record, source)
                 changes.append((key[1:], record.value))
                 offset = int(headers[1][1])
+                if offset > applied:
+                    logged[key[1:]] = offset
             elif key == APPLIED_KEY:
-                offset = int(record.value or b"-1")
+                marker = int(record.value or b"-1")
+                if marker > applied:
+                    applied = marker
+                    if logged:
+                        for k in [k for k, off in logged.items() if off <= applied]:
+                            del logged[k]
             else:
                 raise ChangelogError(f"{self.topic}[{store.partition}]@{record.offset} is not a streamflow "
                                      f"changelog record (key {key[:20]!r})")
-            if offset > applied:
-                applied = offset
         store.restore_many(changes)
         store.restore_applied(applied)
 

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,6 +77,18 @@ class StateScope:
     @property
     def replaying(self) -> bool:
         return self._stores[0].replaying
+
+    def finish(self) -> None:
+        """The function is done with the current event: a flush may now mark it applied."""
+        for store in self._stores:
+            store.finish()
+
+    async def finishing(self, result: Awaitable[Any]) -> Any:
+        """Await an async function's ``result``, then `finish`."""
+        try:
+            return await result
+        finally:
+            self.finish()
 
 
 class KeyedState:
@@ -179,6 +191,7 @@ class KeyedState:
             stores = []
             for name in self.states:
                 store = open_store(self.backend, self._store_directory(name, partition), name, partition)
+                store.skips_logged_writes = True
                 try:
                     await self._changelogs[name].restore(store, self._on_progress)
                 except BaseException:  # a failed restore fails the stage: the stores not restored are not held

@@ -47,6 +47,9 @@ class Change(NamedTuple):
 class StateStore(ABC):
     """Bytes by bytes key for one state and one input partition, with the offset it is applied up to."""
 
+    #: Whether a replay skips the keys a cut-short flush logged (`restore_logged`); set by `KeyedState`.
+    skips_logged_writes = False
+
     def __init__(self, name: str, partition: int) -> None:
         self.name = name
         self.partition = partition
@@ -54,7 +57,12 @@ class StateStore(ABC):
         self.applied = NOTHING_APPLIED
         #: True while the function runs for a replayed input: writes are dropped.
         self.replaying = False
+        #: True from `begin` to `finish` of an applied input.
+        self.in_progress = False
         self._changes: dict[bytes, tuple[bytes | None, int]] = {}
+        #: Changes the changelog holds past its last applied marker, by key: their input's offset.
+        self._logged: dict[bytes, int] = {}
+        self._logged_max = NOTHING_APPLIED
 
     # -- what a backend implements ------------------------------------------------
     @abstractmethod
@@ -91,11 +99,29 @@ class StateStore(ABC):
             return False
         self.replaying = False
         self.applied = offset
+        self.in_progress = True
+        if self._logged and offset > self._logged_max:
+            self._logged.clear()  # every input the changelog's tail came from is behind us
         return True
+
+    def finish(self) -> None:
+        """The input begun last is done: its writes are all made (`logged_through` may include it)."""
+        self.in_progress = False
+
+    @property
+    def logged_through(self) -> int:
+        """The offset a flush may mark applied: `applied`, or one less while that input still runs
+        (an async function may write after the flush took the changes)."""
+        return self.applied - 1 if self.in_progress else self.applied
+
+    def _logged_already(self, key: bytes) -> bool:
+        """Whether the changelog holds a change of ``key`` made by the input being applied or a later one:
+        a flush cut short by a crash logged it, so the replay must not apply it twice."""
+        return bool(self._logged) and self._logged.get(key, NOTHING_APPLIED) >= self.applied
 
     def set(self, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key`` (dropped while replaying)."""
-        if not self.replaying:
+        if not self.replaying and not self._logged_already(key):
             self._put(key, value)
             self._changes[key] = (value, self.applied)
 
@@ -108,7 +134,7 @@ class StateStore(ABC):
 
     def delete(self, key: bytes) -> None:
         """Remove ``key`` if present (dropped while replaying)."""
-        if not self.replaying:
+        if not self.replaying and not self._logged_already(key):
             self._drop(key)
             self._changes[key] = (None, self.applied)
 
@@ -146,6 +172,17 @@ class StateStore(ABC):
         """Apply the changelog's applied marker: everything up to ``offset`` is in the state."""
         if offset > self.applied:
             self.applied = offset
+
+    def restore_logged(self, logged: dict[bytes, int]) -> None:
+        """The changes logged past the last marker (a flush a crash cut short), by key: the input's offset.
+
+        A replay of such an input applies only its writes to other keys — ``logged``'s
+        are in the state already. Only `KeyedState`'s stores use it; stages that keep
+        offsets per key themselves (windows, dedupe) do not."""
+        if not self.skips_logged_writes:
+            return
+        self._logged = {k: off for k, off in logged.items() if off > self.applied}
+        self._logged_max = max(self._logged.values(), default=NOTHING_APPLIED)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}[{self.partition}], applied={self.applied})"

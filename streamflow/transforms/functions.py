@@ -82,7 +82,13 @@ class _FunctionTransform(EventTransform[FunctionConfig]):
 
     def call(self, msg: Message) -> Any:
         if self.keyed is not None:
-            return self.fn(msg.value, self.keyed.enter(msg))
+            scope = self.keyed.enter(msg)
+            if self.is_async:
+                return scope.finishing(self.fn(msg.value, scope))
+            try:
+                return self.fn(msg.value, scope)
+            finally:
+                scope.finish()
         return self.fn(msg.value)
 
     async def process(self, batch: Batch) -> Batch | list[Batch] | None:
