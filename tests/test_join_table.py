@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streamflow.transforms.join import key_partition
+from streamflow.state.copartition import key_partition
 
 pytestmark = pytest.mark.kafka
 

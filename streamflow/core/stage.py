@@ -220,8 +220,9 @@ class Source(Component[C]):
         """Events known to be waiting upstream per partition (for metrics)."""
         return {}
 
-    def partitioned_input_problem(self) -> str | None:
-        """Why this source cannot feed a stage with keyed state (None: it can: one partitioned input)."""
+    def partitioned_input_problem(self, topics: int = 1) -> str | None:
+        """Why this source cannot feed a stage with keyed state over ``topics`` partitioned inputs
+        (None: it can)."""
         return "it is not a partitioned (Kafka) input"
 
     def add_partition_listener(self, listener: PartitionListener) -> None:
@@ -263,6 +264,10 @@ class Transform(Component[TC]):
     def serial_reason(self) -> str | None:
         """Why this stage runs one batch at a time (None: it may run ``concurrency`` at once)."""
         return "it processes one batch at a time, in order"
+
+    #: Partitioned input topics a stage with a partition listener reads: one for keyed state, two
+    #: for a stream–stream join (co-partitioned).
+    input_topics: int = 1
 
     def partition_listener(self) -> PartitionListener | None:
         """The listener of a stage that keeps state per input partition (None: it keeps none).

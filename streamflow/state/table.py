@@ -3,8 +3,8 @@
 The table side of a stream–table join (`streamflow.transforms.join`). Its
 topic holds one record per row: the Kafka key is the row's key, the value the
 row (a tombstone, value null, deletes it); compaction keeps the latest per key.
-The table is partitioned like the stream it is joined with (`check_copartitioned`),
-so the member that owns stream partition *p* holds table partition *p* only.
+The table is partitioned like the stream it is joined with, so the member that
+owns stream partition *p* holds table partition *p* only (`streamflow.state.copartition`).
 
 The topic is its own changelog: nothing else is written anywhere.
 
@@ -26,35 +26,20 @@ import logging
 from collections import deque
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from ..connectors.kafka._aiokafka import Admin, Consumer, ConsumerRecord
+from ..connectors.kafka._aiokafka import Consumer, ConsumerRecord
 from ..connectors.kafka.clients import start_client
 from ..connectors.kafka.security import KafkaConnection
 from .changelog import RestoreProgress
+from .copartition import partition_counts
 from .stores import StateStore, open_store
 
 log = logging.getLogger("streamflow.state")
 
 #: Records one fetch of a table partition takes: the bound on what waits for the stream's time.
 FETCH_RECORDS = 1000
-
-
-class NotCoPartitioned(RuntimeError):
-    """Two joined topics are not partitioned alike (partition counts, or a key in the wrong partition)."""
-
-
-def check_copartitioned(stream: str, stream_partitions: int, table: str, table_partitions: int) -> None:
-    """Raise `NotCoPartitioned`, naming both topics, unless their partition counts match."""
-    if stream_partitions != table_partitions:
-        raise NotCoPartitioned(
-            f"topics {stream!r} ({stream_partitions} partitions) and {table!r} ({table_partitions} "
-            f"partitions) are not co-partitioned: a join reads partition p of both, so both need the same "
-            f"number of partitions and keys partitioned alike (re-create one, or copy it into a topic "
-            f"with {stream_partitions} partitions keyed by the join key)")
 
 
 class _Partition:
@@ -110,17 +95,7 @@ class Table:
 
     async def partition_count(self) -> int:
         """Partitions of the table topic; a missing topic is a `LookupError`."""
-        admin: Admin = AIOKafkaAdminClient(**self.connection.client_options(self.client_id))
-        await admin.start()
-        try:
-            described: list[dict[str, Any]] = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        meta = described[0] if described else {}
-        if meta.get("error_code") != 0 or not meta.get("partitions"):
-            raise LookupError(f"table topic {self.topic!r} does not exist (create it, compacted, with as "
-                              f"many partitions as the stream topic)")
-        return len(meta["partitions"])
+        return (await partition_counts(self.connection, [self.topic], self.client_id))[self.topic]
 
     # -- what the restore metrics and /readyz read -----------------------------------
     @property

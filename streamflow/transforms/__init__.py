@@ -1,3 +1,3 @@
 """Built-in transforms. Importing this package registers them."""
 
-from . import batching, dedupe, enrich, fields, functions, join, parse, rate_limit, window  # noqa: F401  # noqa: F401
+from . import batching, dedupe, enrich, fields, functions, interval_join, join, parse, rate_limit, window  # noqa: F401  # noqa: F401
