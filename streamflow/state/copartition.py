@@ -10,13 +10,14 @@ default partitioner, so a join can check each event's key on the way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
-from ..connectors.kafka._aiokafka import Admin
-from ..connectors.kafka.security import KafkaConnection
+if TYPE_CHECKING:  # the Kafka connector imports the transforms, which import this
+    from ..connectors.kafka._aiokafka import Admin
+    from ..connectors.kafka.security import KafkaConnection
 
 
 class NotCoPartitioned(RuntimeError):

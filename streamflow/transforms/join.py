@@ -29,7 +29,7 @@ import functools
 import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,8 +41,10 @@ from ..core.partitions import PartitionListener, StateRestore
 from ..core.registry import TRANSFORMS
 from ..core.stage import StageContext, Transform
 from ..state.copartition import check_copartitioned
-from ..state.table import Table
 from .join_keys import JoinKeyConfig, check_key, join_key, source_connection
+
+if TYPE_CHECKING:  # the table reads Kafka; the Kafka connector imports the transforms, which import this
+    from ..state.table import Table
 
 
 class TableConfig(BaseModel):
@@ -126,6 +128,8 @@ class Join(Transform[JoinConfig]):
             self.table.revoke(partitions)
 
     async def _start_table(self, source: object) -> Table:
+        from ..state.table import Table
+
         connection, pipeline = source_connection(source, self.name)
         directory = self.config.state_dir
         if directory is None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..connectors.kafka.security import KafkaConnection
 from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.stage import EventTransformConfig, Source
@@ -22,6 +21,9 @@ from ..state.copartition import NotCoPartitioned, key_partition
 from ..state.event_time import EventTime
 from .base import is_async_callable
 from .fields import path_getter
+
+if TYPE_CHECKING:  # the Kafka connector imports the transforms, which import this
+    from ..connectors.kafka.security import KafkaConnection
 
 
 class JoinKeyConfig(EventTransformConfig):
@@ -89,6 +91,8 @@ def check_key(key: bytes, msg: Message, partitions: int, other: str) -> None:
 
 def source_connection(source: object, stage: str) -> tuple[KafkaConnection, str]:
     """The Kafka connection of the source feeding join ``stage``, and the pipeline's name."""
+    from ..connectors.kafka.security import KafkaConnection
+
     connection = getattr(source, "config", None)
     if not isinstance(source, Source) or not isinstance(connection, KafkaConnection):
         raise TypeError(f"join {stage!r}: source {source!r} is not a Kafka source")
