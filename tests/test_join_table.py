@@ -172,3 +172,47 @@ async def test_topics_with_other_partition_counts_fail_at_start(kafka, pipeline_
     log = proc.tail()
     assert f"topics '{orders}' ({PARTS} partitions) and '{customers}' (2 partitions) are not co-partitioned" in log
     assert (await kafka.end_offsets(out)) == {0: 0}  # nothing was joined
+
+
+async def test_a_member_leaving_hands_its_table_partitions_over(kafka, pipeline_process, tmp_path):
+    customers = await compacted_topic(kafka, "customers")
+    orders, out, dlq = await kafka.topic("orders", PARTS), await kafka.topic("out", 1), await kafka.topic("dlq", 1)
+    env = {"KAFKA_BOOTSTRAP": kafka.bootstrap, "ORDERS": orders, "CUSTOMERS": customers, "OUT": out,
+           "DLQ": dlq, "GROUP": f"g-{orders}"}
+    path = write_pipeline(tmp_path, into="customer_row", on_missing="keep")
+    keys = [f"c{i}" for i in range(9)]
+    assert {key_partition(k.encode(), PARTS) for k in keys} == set(range(PARTS))
+    model, producer = Model(), await kafka.producer()
+    oid = 0
+
+    def orders_at(ts: int) -> list[tuple[str, Any, int]]:
+        nonlocal oid
+        made = []
+        for key in keys:
+            oid += 1
+            made.append(model.order(oid, key, ts))
+        return made
+
+    try:
+        await send(producer, customers, [model.row(c, {"v": 0}, T0) for c in keys])
+        first, second = (pipeline_process(path, name=n, cwd=tmp_path, **env).start() for n in ("first", "second"))
+        for member in (first, second):  # both hold table partitions before any order
+            await kafka.wait_for(f"{member.log.name} to restore", lambda m=member: "restored table" in m.tail(200))
+        for step in (1, 2):
+            await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
+            await send(producer, orders, orders_at(T0 + step * 10 + 1))
+            await kafka.consume(out, lambda r: len(r) >= oid, what=f"orders of step {step}")
+        second.signal(signal.SIGTERM)  # its partitions move to the first, which restores their table
+        assert await second.wait() == 0, second.tail()
+        for step in (3, 4):
+            await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
+            await send(producer, orders, orders_at(T0 + step * 10 + 1))
+        records = await kafka.consume(out, lambda r: len(r) >= oid, what="orders after the rebalance")
+        first.signal(signal.SIGTERM)
+        assert await first.wait() == 0, first.tail()
+    finally:
+        await producer.stop()
+
+    joined = {v["id"]: v["customer_row"] for v in (orjson.loads(r.value) for r in records)}
+    assert joined == model.expected
+    assert [joined[i]["v"] for i in sorted(joined)][-9:] == [4] * 9

@@ -128,6 +128,7 @@ class Table:
         records stamped at or before ``until[p]`` (epoch ms; None: all) written as of now."""
         for p in partitions:
             self._restores[p] = RestoreProgress(self.name, p, 0, 0, 0)
+        self.revoke([p for p in partitions if p in self._parts])  # assigned again without a revoke
         for p in sorted(partitions):
             store = open_store(self.backend, self.directory / f"{self.name}-{p}", self.name, p)
             tp = TopicPartition(self.topic, p)
