@@ -143,3 +143,38 @@ async def test_topics_with_other_partition_counts_fail_at_start(kafka, pipeline_
     assert await proc.wait() != 0
     assert (f"topics '{orders}' ({PARTS} partitions) and '{payments}' ({PARTS + 1} partitions) are not "
             "co-partitioned") in proc.tail()
+
+
+async def test_two_members_each_get_partition_p_of_both_topics(kafka, pipeline_process, tmp_path):
+    # three partitions: round-robin would give one member orders[0], orders[2] and payments[1]
+    orders, payments = await kafka.topic("orders", 3), await kafka.topic("payments", 3)
+    out, dlq = await kafka.topic("out", 1), await kafka.topic("dlq", 1)
+    env = {"KAFKA_BOOTSTRAP": kafka.bootstrap, "ORDERS": orders, "PAYMENTS": payments, "OUT": out, "DLQ": dlq,
+           "GROUP": f"g-{orders}"}
+    path = write_pipeline(tmp_path, f"ij-{uuid.uuid4().hex[:8]}")
+    members = [pipeline_process(path, name=n, cwd=tmp_path, **env).start() for n in ("first", "second")]
+    for member in members:  # each holds one partition of both topics (range assignment), its state restored
+        await kafka.wait_for(f"{member.log.name} to hold both topics",
+                             lambda m=member: f"assigned {orders}[" in m.tail(300) and "restored" in m.tail(300))
+    sent_orders = [record(KEYS[i % 6], f"o{i}", T0 + i) for i in range(12)]
+    sent_payments = [record(KEYS[i % 6], f"p{i}", T0 + i + 30) for i in range(12)]
+    expected = {(o["value"]["id"], p["value"]["id"]) for o in sent_orders for p in sent_payments
+                if o["key"] == p["key"] and o["ts"] - BEFORE <= p["ts"] <= o["ts"] + AFTER}
+    producer = await kafka.producer()
+    try:
+        await send(producer, orders, sent_orders)
+        await send(producer, payments, sent_payments)
+    finally:
+        await producer.stop()
+    records = await kafka.consume(out, lambda r: len(r) >= len(expected), what="every pair")
+    for member in members:
+        member.signal(signal.SIGTERM)
+        assert await member.wait() == 0, member.tail()
+    got = sorted((p["order"]["id"], p["payment"]["id"]) for p in map(orjson.loads, (r.value for r in records)))
+    assert got == sorted(expected)
+    assert await kafka.end_offsets(dlq) == {0: 0}  # no event met a member without its partner partition
+    assigned = [line for m in members for line in m.tail(300).splitlines() if "kafka source kafka: assigned" in line]
+    for line in assigned:  # partition p of one topic always comes with partition p of the other
+        parts = line.split("assigned ", 1)[1].split(", ")
+        assert sorted(x.replace(orders, "T") for x in parts if x.startswith(orders)) == \
+            sorted(x.replace(payments, "T") for x in parts if x.startswith(payments)), line
