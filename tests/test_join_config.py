@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from streamflow import Pipeline
 from streamflow.core.errors import ConfigError
 from streamflow.core.message import Message
-from streamflow.state.copartition import NotCoPartitioned, check_copartitioned, key_partition
+from streamflow.state.copartition import KeyPartitions, NotCoPartitioned, check_copartitioned, key_partition
 from streamflow.transforms.interval_join import IntervalJoin
 from streamflow.transforms.join import Join
 from streamflow.transforms.join_keys import check_key, join_key
@@ -53,10 +53,12 @@ def test_join_keys_are_bytes_and_partitioned_like_the_producer_does() -> None:
     parts = list(range(6))
     for key in (b"ann", b"bob", b"k17", b""):
         assert key_partition(key, 6) == DefaultPartitioner()(key, parts, parts)
-    home = key_partition(b"ann", 3)
-    check_key(b"ann", Message({}, topic="orders", partition=home), 3, "customers")
+    home_of = KeyPartitions(3, limit=2)
+    assert [home_of(k) for k in (b"a", b"b", b"c", b"a")] == [key_partition(k, 3) for k in (b"a", b"b", b"c", b"a")]
+    home = home_of(b"ann")
+    check_key(b"ann", Message({}, topic="orders", partition=home), home_of, "customers")
     with pytest.raises(NotCoPartitioned, match=rf"belongs in partition {home} .* came from orders\["):
-        check_key(b"ann", Message({}, topic="orders", partition=(home + 1) % 3), 3, "customers")
+        check_key(b"ann", Message({}, topic="orders", partition=(home + 1) % 3), home_of, "customers")
 
 
 def test_partition_counts_that_differ_are_named() -> None:

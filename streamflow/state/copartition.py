@@ -39,6 +39,24 @@ def key_partition(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+class KeyPartitions:
+    """`key_partition` for one partition count, remembered per key: murmur2 in Python costs tens of µs,
+    a dict look-up well under one (at most ``limit`` keys are kept; then it starts over)."""
+
+    def __init__(self, partitions: int, limit: int = 100_000) -> None:
+        self.partitions = partitions
+        self.limit = limit
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        part = self._known.get(key)
+        if part is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            part = self._known[key] = key_partition(key, self.partitions)
+        return part
+
+
 async def partition_counts(connection: KafkaConnection, topics: list[str], client_id: str) -> dict[str, int]:
     """Partitions of each of ``topics``; a missing topic is a `LookupError` naming it."""
     admin: Admin = AIOKafkaAdminClient(**connection.client_options(client_id))

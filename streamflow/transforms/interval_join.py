@@ -39,7 +39,7 @@ from ..core.message import Message
 from ..core.partitions import PartitionListener, StateRestore
 from ..core.registry import TRANSFORMS
 from ..core.stage import StageContext, Transform
-from ..state.copartition import NotCoPartitioned, check_copartitioned, partition_counts
+from ..state.copartition import KeyPartitions, NotCoPartitioned, check_copartitioned, partition_counts
 from ..state.keyed import KeyedState
 from ..state.watermarks import WatermarkTracker
 from .join_keys import JoinKeyConfig, check_key, join_key, source_connection
@@ -107,7 +107,7 @@ class IntervalJoin(Transform[IntervalJoinConfig]):
             keyed = KeyedState(stage, {state: "value"}, cfg.state_backend, cfg.state_dir)
             self.sides.append(_Side(index, topic, keyed, state, horizon))
         self._by_topic = {side.topic: side for side in self.sides}
-        self._partitions = 0  # partitions of both topics, once checked
+        self._home: KeyPartitions | None = None  # key -> partition, once the partition counts are checked
         #: (expires at, side, partition, key) of every buffered event (several per key: popped lazily).
         self._expiry: list[tuple[float, int, int, bytes]] = []
 
@@ -148,12 +148,12 @@ class IntervalJoin(Transform[IntervalJoinConfig]):
         if side is None:
             raise ValueError(f"interval_join {self.name!r} joins {self.config.left!r} and "
                              f"{self.config.right!r}; the source reads {topic!r} too")
-        if not self._partitions:
+        if self._home is None:
             connection, pipeline = source_connection(source, self.name)
             cfg = self.config
             counts = await partition_counts(connection, [cfg.left, cfg.right], f"streamflow-{pipeline}-{self.name}")
             check_copartitioned(cfg.left, counts[cfg.left], cfg.right, counts[cfg.right])
-            self._partitions = counts[cfg.left]
+            self._home = KeyPartitions(counts[cfg.left])
         await side.keyed.assigned(source, topic, partitions, total)
         self.tracker.assign((topic, p) for p in partitions)
         for p in partitions:  # what the restore brought back expires like what arrives
@@ -205,8 +205,8 @@ class IntervalJoin(Transform[IntervalJoinConfig]):
         """Buffer ``msg`` and return its pairs with the other side (None: late, dropped)."""
         assert msg.partition is not None
         key = join_key(self._key(msg))
-        if self.config.check_keys:
-            check_key(key, msg, self._partitions, self.sides[1 - side.index].topic)
+        if self.config.check_keys and self._home is not None:
+            check_key(key, msg, self._home, self.sides[1 - side.index].topic)
         if watermark is not None and t < watermark:
             if self.config.late == "error":
                 raise LateEvent(f"event time {t} is behind the watermark {watermark}: its partners may be "

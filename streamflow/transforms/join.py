@@ -43,7 +43,7 @@ from ..core.message import Message
 from ..core.partitions import PartitionListener, StateRestore
 from ..core.registry import TRANSFORMS
 from ..core.stage import StageContext, Transform
-from ..state.copartition import check_copartitioned
+from ..state.copartition import KeyPartitions, check_copartitioned
 from .join_keys import JoinKeyConfig, check_key, join_key, source_connection
 
 if TYPE_CHECKING:  # the table reads Kafka; the Kafka connector imports the transforms, which import this
@@ -90,7 +90,7 @@ class Join(Transform[JoinConfig]):
         self._codec = get_codec(cfg.table.codec)
         self.errors = ErrorHandler(self.name, cfg.on_error)
         self.table: Table | None = None
-        self._partitions = 0  # partitions of both topics, once checked
+        self._home: KeyPartitions | None = None  # key -> partition, once the partition counts are checked
         self._own_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def serial_reason(self) -> str | None:
@@ -121,9 +121,9 @@ class Join(Transform[JoinConfig]):
     async def assigned(self, source: object, topic: str, partitions: Collection[int], total: int) -> None:
         """Check co-partitioning (first time), then restore the table's ``partitions``."""
         table = self.table or await self._start_table(source)
-        if not self._partitions:
+        if self._home is None:
             check_copartitioned(topic, total, table.topic, await table.partition_count())
-            self._partitions = total
+            self._home = KeyPartitions(total)
         await table.assign(partitions, await self._restore_times(source, topic, partitions))
 
     async def _restore_times(self, source: object, topic: str, partitions: Collection[int]) -> dict[int, int | None]:
@@ -185,8 +185,8 @@ class Join(Transform[JoinConfig]):
         """``msg`` with its row (None: dropped); the table is first read ahead to its time."""
         assert self.table is not None and msg.partition is not None
         key = join_key(self._key(msg))
-        if self.config.check_keys:
-            check_key(key, msg, self._partitions, self.table.topic)
+        if self.config.check_keys and self._home is not None:
+            check_key(key, msg, self._home, self.table.topic)
         await self.table.read_ahead(msg.partition, round(self._time(msg) * 1000), ends[msg.partition])
         raw = self.table.get(msg.partition, key)
         row = None if raw is None else self._codec.decode(raw)

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from ..core.message import Message
 from ..core.refs import FunctionRef
 from ..core.stage import EventTransformConfig, Source
-from ..state.copartition import NotCoPartitioned, key_partition
+from ..state.copartition import KeyPartitions, NotCoPartitioned
 from ..state.event_time import EventTime
 from .base import is_async_callable
 from .fields import path_getter
@@ -79,9 +79,9 @@ def join_key(key: Any) -> bytes:
                      if key is not None else "event has no join key")
 
 
-def check_key(key: bytes, msg: Message, partitions: int, other: str) -> None:
+def check_key(key: bytes, msg: Message, home_of: KeyPartitions, other: str) -> None:
     """Raise `NotCoPartitioned` unless ``key`` belongs in ``msg``'s partition (joined with topic ``other``)."""
-    home = key_partition(key, partitions)
+    home = home_of(key)
     if home != msg.partition:
         raise NotCoPartitioned(
             f"join key {key!r} belongs in partition {home} (Kafka's default partitioner), but the event came "
