@@ -44,8 +44,8 @@ async def test_orders_enriched_from_the_customers_table(kafka, pipeline_process)
     first = [orjson.loads(r.value) for r in await kafka.consume(orders, lambda r: len(r) >= 200)]
     eves = sum(o["customer"] == "eve" for o in first)
     assert 0 < eves < 200
-    enriched = await kafka.consume(out, lambda r: len(r) >= 200 - eves, what="the first orders, enriched")
-    dlq = await kafka.consume(dead, lambda r: len(r) >= eves, what="eve's orders, dead-lettered")
+    enriched = await kafka.consume(out, lambda r: len(r) >= 200 - eves, what="the first orders, enriched", timeout=120)
+    dlq = await kafka.consume(dead, lambda r: len(r) >= eves, what="eve's orders, dead-lettered", timeout=120)
 
     # ann moves up a tier: the orders sent after the update carry it
     produce(kafka, customers, "--codec", "json", "--key-field", "id",
@@ -55,7 +55,7 @@ async def test_orders_enriched_from_the_customers_table(kafka, pipeline_process)
     second = [orjson.loads(r.value) for r in await kafka.consume(orders, lambda r: len(r) >= 400)
               if r.offset >= before[r.partition]]
     more = 200 - sum(o["customer"] == "eve" for o in second)
-    enriched = await kafka.consume(out, lambda r: len(r) >= 200 - eves + more, what="the second orders")
+    enriched = await kafka.consume(out, lambda r: len(r) >= 200 - eves + more, what="the second orders", timeout=120)
     proc.signal(signal.SIGTERM)
     assert await proc.wait() == 0, proc.tail()
 

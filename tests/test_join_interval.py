@@ -107,7 +107,7 @@ async def test_pairs_within_the_interval_come_out_once_across_a_restart(kafka, p
         assert await proc.wait() == 0, proc.tail()
         proc.start()
         await send(producer, payments, sent_payments)
-        await kafka.consume(out, lambda r: len(r) >= len(expected), what="every pair")
+        await kafka.consume(out, lambda r: len(r) >= len(expected), what="every pair", timeout=120)
 
         # far ahead on every partition of both topics: the watermark passes every old event's horizon
         far = T0 + 10_000
@@ -119,7 +119,7 @@ async def test_pairs_within_the_interval_come_out_once_across_a_restart(kafka, p
             await kafka.wait_for("the far events committed", lambda t=topic: committed_all(kafka, group, t, 50))
         late = record(KEYS[0], "late", T0 + 15)  # would pair with o0, but it is behind the watermark
         await send(producer, payments, [late])
-        [dead] = await kafka.consume(dlq, lambda r: len(r) >= 1, what="the late payment")
+        [dead] = await kafka.consume(dlq, lambda r: len(r) >= 1, what="the late payment", timeout=120)
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0, proc.tail()
     finally:
@@ -166,7 +166,7 @@ async def test_two_members_each_get_partition_p_of_both_topics(kafka, pipeline_p
         await send(producer, payments, sent_payments)
     finally:
         await producer.stop()
-    records = await kafka.consume(out, lambda r: len(r) >= len(expected), what="every pair")
+    records = await kafka.consume(out, lambda r: len(r) >= len(expected), what="every pair", timeout=120)
     for member in members:
         member.signal(signal.SIGTERM)
         assert await member.wait() == 0, member.tail()

@@ -113,7 +113,7 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         proc = pipeline_process(write_pipeline(tmp_path, into="customer_row", on_missing="keep",
                                                state_backend="disk"), cwd=tmp_path, **env).start()
         await send(producer, orders, orders_at(T0, CUSTOMERS))
-        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined once the table is restored")
+        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined once the table is restored", timeout=120)
         for step in range(1, 6):  # updates mid-stream, each followed by orders after it
             t = T0 + step * 10_000
             await send(producer, customers, [model.row(c, {"tier": "gold", "v": step}, t)
@@ -127,7 +127,7 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         # a tombstone deletes the row; a row for a new customer appears
         await send(producer, customers, [model.row("bob", None, ahead + 1), model.row("fay", {"v": 7}, ahead + 1)])
         await send(producer, orders, orders_at(ahead + 2, ["bob", "fay", "cho"]))
-        await kafka.consume(out, lambda r: len(r) >= oid, what="joined orders before the restart")
+        await kafka.consume(out, lambda r: len(r) >= oid, what="joined orders before the restart", timeout=120)
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0, proc.tail()
 
@@ -137,15 +137,15 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         await send(producer, orders, orders_at(ahead + 20, CUSTOMERS))
         await send(producer, customers, [model.row("cho", {"tier": "gold", "v": 55}, ahead + 25)])
         proc.start()
-        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined after the restore")
+        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined after the restore", timeout=120)
         await send(producer, customers, [model.row("dev", {"tier": "gold", "v": 60}, ahead + 30)])
         await send(producer, orders, orders_at(ahead + 30, ["dev", "eve", "cho"]))
         # an order keyed by "ann" written to a partition that is not ann's: not co-partitioned, dead-lettered
         wrong = (key_partition(b"ann", PARTS) + 1) % PARTS
         await (await producer.send(orders, orjson.dumps({"id": 0}), key=b"ann", partition=wrong,
                                    timestamp_ms=ahead + 40))
-        records = await kafka.consume(out, lambda r: len(r) >= oid, what="every joined order")
-        [dead] = await kafka.consume(dlq, lambda r: len(r) >= 1, what="the order in the wrong partition")
+        records = await kafka.consume(out, lambda r: len(r) >= oid, what="every joined order", timeout=120)
+        [dead] = await kafka.consume(dlq, lambda r: len(r) >= 1, what="the order in the wrong partition", timeout=120)
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0, proc.tail()
     finally:
@@ -201,13 +201,13 @@ async def test_a_member_leaving_hands_its_table_partitions_over(kafka, pipeline_
         for step in (1, 2):
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
-            await kafka.consume(out, lambda r: len(r) >= oid, what=f"orders of step {step}")
+            await kafka.consume(out, lambda r: len(r) >= oid, what=f"orders of step {step}", timeout=120)
         second.signal(signal.SIGTERM)  # its partitions move to the first, which restores their table
         assert await second.wait() == 0, second.tail()
         for step in (3, 4):
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
-        records = await kafka.consume(out, lambda r: len(r) >= oid, what="orders after the rebalance")
+        records = await kafka.consume(out, lambda r: len(r) >= oid, what="orders after the rebalance", timeout=120)
         first.signal(signal.SIGTERM)
         assert await first.wait() == 0, first.tail()
     finally:
