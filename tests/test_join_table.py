@@ -71,6 +71,10 @@ class Model:
         self.table[key_partition(key.encode(), PARTS)].append((key, value, ts))
         return key, value, ts
 
+    def orders(self, ts: int, keys: list[str]) -> list[tuple[str, Any, int]]:
+        """Orders of ``keys`` at ``ts``, numbered on from the last one."""
+        return [self.order(len(self.expected) + 1, key, ts) for key in keys]
+
     def order(self, oid: int, key: str, ts: int) -> tuple[str, Any, int]:
         part = key_partition(key.encode(), PARTS)
         records = self.table[part]
@@ -97,15 +101,7 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
     env = {"KAFKA_BOOTSTRAP": kafka.bootstrap, "ORDERS": orders, "CUSTOMERS": customers, "OUT": out,
            "DLQ": dlq, "GROUP": f"g-{orders}"}
     model, producer = Model(), await kafka.producer()
-    oid = 0
-
-    def orders_at(ts: int, keys: list[str]) -> list[tuple[str, Any, int]]:
-        nonlocal oid
-        made = []
-        for key in keys:
-            oid += 1
-            made.append(model.order(oid, key, ts))
-        return made
+    orders_at = model.orders
 
     try:
         # rows at T0, restored before the first order
@@ -113,7 +109,7 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         proc = pipeline_process(write_pipeline(tmp_path, into="customer_row", on_missing="keep",
                                                state_backend="disk"), cwd=tmp_path, **env).start()
         await send(producer, orders, orders_at(T0, CUSTOMERS))
-        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined once the table is restored", timeout=120)
+        await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="orders joined once the table is restored", timeout=120)
         for step in range(1, 6):  # updates mid-stream, each followed by orders after it
             t = T0 + step * 10_000
             await send(producer, customers, [model.row(c, {"tier": "gold", "v": step}, t)
@@ -127,7 +123,7 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         # a tombstone deletes the row; a row for a new customer appears
         await send(producer, customers, [model.row("bob", None, ahead + 1), model.row("fay", {"v": 7}, ahead + 1)])
         await send(producer, orders, orders_at(ahead + 2, ["bob", "fay", "cho"]))
-        await kafka.consume(out, lambda r: len(r) >= oid, what="joined orders before the restart", timeout=120)
+        await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="joined orders before the restart", timeout=120)
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0, proc.tail()
 
@@ -137,14 +133,14 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         await send(producer, orders, orders_at(ahead + 20, CUSTOMERS))
         await send(producer, customers, [model.row("cho", {"tier": "gold", "v": 55}, ahead + 25)])
         proc.start()
-        await kafka.consume(out, lambda r: len(r) >= oid, what="orders joined after the restore", timeout=120)
+        await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="orders joined after the restore", timeout=120)
         await send(producer, customers, [model.row("dev", {"tier": "gold", "v": 60}, ahead + 30)])
         await send(producer, orders, orders_at(ahead + 30, ["dev", "eve", "cho"]))
         # an order keyed by "ann" written to a partition that is not ann's: not co-partitioned, dead-lettered
         wrong = (key_partition(b"ann", PARTS) + 1) % PARTS
         await (await producer.send(orders, orjson.dumps({"id": 0}), key=b"ann", partition=wrong,
                                    timestamp_ms=ahead + 40))
-        records = await kafka.consume(out, lambda r: len(r) >= oid, what="every joined order", timeout=120)
+        records = await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="every joined order", timeout=120)
         [dead] = await kafka.consume(dlq, lambda r: len(r) >= 1, what="the order in the wrong partition", timeout=120)
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0, proc.tail()
@@ -152,10 +148,10 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
         await producer.stop()
 
     joined = {v["id"]: v["customer_row"] for v in (orjson.loads(r.value) for r in records)}
-    assert len(joined) == oid
+    assert len(joined) == len(model.expected)
     wrong_rows = {i: (joined[i], want) for i, want in model.expected.items() if joined[i] != want}
     assert not wrong_rows, f"orders joined with another row than the rule's: {wrong_rows}"
-    assert [joined[i]["v"] for i in (oid - 2, oid)] == [60, 55]  # updates that came after the restart
+    assert [joined[i]["v"] for i in (len(joined) - 2, len(joined))] == [60, 55]  # updates that came after the restart
     cho_backlog = [i for i, v in joined.items() if v and v.get("v") == 50]
     assert cho_backlog, "the backlog's cho orders see the row stamped before them, not the later one"
     assert b"NotCoPartitioned" in dict(dead.headers)["streamflow.error"]
@@ -183,15 +179,9 @@ async def test_a_member_leaving_hands_its_table_partitions_over(kafka, pipeline_
     keys = [f"c{i}" for i in range(9)]
     assert {key_partition(k.encode(), PARTS) for k in keys} == set(range(PARTS))
     model, producer = Model(), await kafka.producer()
-    oid = 0
 
     def orders_at(ts: int) -> list[tuple[str, Any, int]]:
-        nonlocal oid
-        made = []
-        for key in keys:
-            oid += 1
-            made.append(model.order(oid, key, ts))
-        return made
+        return model.orders(ts, keys)
 
     try:
         await send(producer, customers, [model.row(c, {"v": 0}, T0) for c in keys])
@@ -201,13 +191,13 @@ async def test_a_member_leaving_hands_its_table_partitions_over(kafka, pipeline_
         for step in (1, 2):
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
-            await kafka.consume(out, lambda r: len(r) >= oid, what=f"orders of step {step}", timeout=120)
+            await kafka.consume(out, lambda r: len(r) >= len(model.expected), what=f"orders of step {step}", timeout=120)
         second.signal(signal.SIGTERM)  # its partitions move to the first, which restores their table
         assert await second.wait() == 0, second.tail()
         for step in (3, 4):
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
-        records = await kafka.consume(out, lambda r: len(r) >= oid, what="orders after the rebalance", timeout=120)
+        records = await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="orders after the rebalance", timeout=120)
         first.signal(signal.SIGTERM)
         assert await first.wait() == 0, first.tail()
     finally:
