@@ -11,10 +11,10 @@ The topic is its own changelog: nothing else is written anywhere.
 * **assigned** — `assign` opens a fresh store per partition (memory or RocksDB,
   `streamflow.state.stores`) and restores it from the topic's beginning,
   before the stream side reads a single event of the partition
-  (`RestoreProgress` feeds the restore metrics and ``/readyz``): through the
-  records stamped at or before the time of the next stream event the group
-  will read there (`next_times`), or now when none is waiting — so a restart
-  or a rebalance joins the backlog as the first run would have.
+  (`RestoreProgress` feeds the restore metrics and ``/readyz``), up to the
+  topic's end as of then. (Reading it only as far as the partition's next
+  stream event needs would join a backlog exactly as the first run did; it
+  costs finding that event inside the rebalance callback — left for later.)
 * **per stream event** — `read_ahead` applies the table's next records, in
   offset order, while their timestamps are at or before the stream event's
   time and they were written before the stream batch was taken (`end_offsets`
@@ -26,15 +26,11 @@ The topic is its own changelog: nothing else is written anywhere.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from ..connectors.kafka._aiokafka import Consumer, ConsumerRecord
 from ..connectors.kafka.clients import start_client
@@ -47,15 +43,6 @@ log = logging.getLogger("streamflow.state")
 
 #: Records one fetch of a table partition takes: the bound on what waits for the stream's time.
 FETCH_RECORDS = 1000
-
-
-class _GroupAdmin(Protocol):
-    """The admin calls of `Table.next_times`: a consumer group's committed offsets."""
-
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def list_consumer_group_offsets(self, group_id: str, group_coordinator_id: int | None = ...,
-                                          partitions: list[TopicPartition] | None = ...) -> dict[Any, Any]: ...
 
 
 class _Partition:
@@ -123,9 +110,8 @@ class Table:
         return all(p.done for p in self._restores.values())
 
     # -- partitions ----------------------------------------------------------------------
-    async def assign(self, partitions: Collection[int], until: Mapping[int, int | None]) -> None:
-        """Restore ``partitions`` of the table (fresh stores) from the topic's beginning, through the
-        records stamped at or before ``until[p]`` (epoch ms; None: all) written as of now."""
+    async def assign(self, partitions: Collection[int]) -> None:
+        """Restore ``partitions`` of the table (fresh stores) from the topic's beginning to its end as of now."""
         for p in partitions:
             self._restores[p] = RestoreProgress(self.name, p, 0, 0, 0)
         self.revoke([p for p in partitions if p in self._parts])  # assigned again without a revoke
@@ -135,7 +121,7 @@ class Table:
             self._parts[p] = _Partition(tp, store, 0)
             self._reassign()
             try:
-                await self._restore(self._parts[p], until.get(p))
+                await self._restore(self._parts[p])
             except BaseException:
                 self.revoke([p])
                 raise
@@ -156,7 +142,7 @@ class Table:
         for part in self._parts.values():
             consumer.seek(part.tp, part.position)
 
-    async def _restore(self, part: _Partition, until_ms: int | None) -> None:
+    async def _restore(self, part: _Partition) -> None:
         consumer, tp = self.consumer, part.tp
         start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
@@ -165,70 +151,16 @@ class Table:
         part.position = start
         consumer.seek(tp, start)
         with part.store.batch():
-            await self._read(part, until_ms, end, lambda n: self._progress(progress, part, n))
+            await self._read(part, None, end, lambda n: self._progress(progress, part, n))
         progress.done = True
         progress.position = part.position
-        log.info("restored table %s[%d]: %d records; %d later ones wait for the stream's time", self.topic,
-                 tp.partition, progress.records, len(part.waiting) + max(0, end - part.position))
+        log.info("restored table %s[%d]: %d records up to offset %d", self.topic, tp.partition,
+                 progress.records, end)
 
     @staticmethod
     def _progress(progress: RestoreProgress, part: _Partition, applied: int) -> None:
         progress.records += applied
         progress.position = part.position
-
-    async def next_times(self, stream: str, partitions: Collection[int], group_id: str,
-                         earliest: bool) -> dict[int, int]:
-        """Per partition of topic ``stream``: the timestamp (epoch ms) of the next record consumer group
-        ``group_id`` reads there — what a restore reads the table up to — or now when none is waiting.
-
-        A failed look-up falls back to now, with a warning (the restore then reads a little further).
-        """
-        now = int(time.time() * 1000)
-        times = dict.fromkeys(partitions, now)
-        tps = [TopicPartition(stream, p) for p in partitions]
-        try:
-            positions = await self._group_positions(tps, group_id, earliest)
-            for tp, position in positions.items():
-                record = await self._record_at(tp, position)
-                if record is not None:
-                    times[tp.partition] = record.timestamp
-        except KafkaError as exc:
-            log.warning("table %s: the stream's next times are unknown (%s); restoring up to now",
-                        self.topic, exc)
-        finally:
-            self._reassign()
-        return times
-
-    async def _group_positions(self, tps: list[TopicPartition], group_id: str,
-                               earliest: bool) -> dict[TopicPartition, int]:
-        """Where the group resumes each of ``tps`` (committed, else the reset policy), if before its end."""
-        admin: _GroupAdmin = AIOKafkaAdminClient(**self.connection.client_options(self.client_id))
-        await admin.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
-        finally:
-            await admin.close()
-        starts = await self.consumer.beginning_offsets(tps)
-        ends = await self.consumer.end_offsets(tps)
-        positions = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            position = meta.offset if meta is not None and meta.offset >= 0 else \
-                starts[tp] if earliest else ends[tp]
-            if position < ends[tp]:
-                positions[tp] = position
-        return positions
-
-    async def _record_at(self, tp: TopicPartition, offset: int) -> ConsumerRecord | None:
-        """The first record of ``tp`` at or after ``offset`` (None: none came within a few seconds)."""
-        consumer = self.consumer
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
-        for _ in range(10):
-            records = (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp)
-            if records:
-                return records[0]
-        return None
 
     # -- reading ahead ----------------------------------------------------------------------
     async def end_offsets(self, partitions: Collection[int]) -> dict[int, int]:

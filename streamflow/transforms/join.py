@@ -9,13 +9,10 @@ had at the event's time: before an event is joined, the table is read ahead,
 in offset order, through every record stamped at or before the event's time
 (the Kafka timestamp, or ``event_time``) that was written before the event's
 batch was taken. So an update stamped before the event is always seen, and one
-stamped after it is not (it waits until an event reaches its time). The restore
-on assignment reads the table just as far: to the Kafka timestamp of the next
-event the group will read in the partition (to now when none is waiting; to the
-end when ``event_time`` comes from the value), so after a restart or a
-rebalance the backlog is joined as the first run would have joined it. What
-stays outside the rule: an event written after an assignment but stamped
-before it sees the rows stamped up to the assignment.
+stamped after it is not (it waits until an event reaches its time). The one
+exception is the restore on assignment: it reads the table to its end, so
+events read after a restart or a rebalance from before that moment (a
+backlog) see the table as restored.
 
 On a miss (no row, or a tombstone): ``on_missing: drop`` drops the event,
 counted as filtered (an inner join); ``keep`` passes it on (a left join; with
@@ -124,18 +121,7 @@ class Join(Transform[JoinConfig]):
         if self._home is None:
             check_copartitioned(topic, total, table.topic, await table.partition_count())
             self._home = KeyPartitions(total)
-        await table.assign(partitions, await self._restore_times(source, topic, partitions))
-
-    async def _restore_times(self, source: object, topic: str, partitions: Collection[int]) -> dict[int, int | None]:
-        """How far the restore of each partition reads the table: to the time of the stream's next event
-        (by Kafka timestamp), or — when event time comes from the value — to the end."""
-        assert self.table is not None
-        cfg, config = self.config, getattr(source, "config", None)
-        group = getattr(config, "group_id", None)
-        if (cfg.event_time is not None and not cfg.event_time.timestamp) or not isinstance(group, str):
-            return dict.fromkeys(partitions)
-        earliest = getattr(config, "auto_offset_reset", "earliest") == "earliest"
-        return dict(await self.table.next_times(topic, partitions, group, earliest))
+        await table.assign(partitions)
 
     async def revoked(self, topic: str, partitions: Collection[int]) -> None:
         if self.table is not None:
