@@ -132,10 +132,10 @@ async def test_every_order_joins_the_row_current_at_its_time(kafka, pipeline_pro
 
         # written while it is down: the restore on the restart reads the table to its end, so the backlog's
         # cho orders (stamped ahead + 20) see v55 (stamped ahead + 25): the one exception to the rule
-        await send(producer, customers, [model.row("cho", {"tier": "gold", "v": 50}, ahead + 10)])
-        await send(producer, orders, orders_at(ahead + 20, CUSTOMERS))
-        await send(producer, customers, [model.row("cho", {"tier": "gold", "v": 55}, ahead + 25)])
+        await send(producer, customers, [model.row("cho", {"tier": "gold", "v": 50}, ahead + 10),
+                                         model.row("cho", {"tier": "gold", "v": 55}, ahead + 25)])
         model.restart()
+        await send(producer, orders, orders_at(ahead + 20, CUSTOMERS))
         proc.start()
         await kafka.consume(out, lambda r: len(r) >= len(model.expected), what="orders joined after the restore", timeout=120)
         await send(producer, customers, [model.row("dev", {"tier": "gold", "v": 60}, ahead + 30)])
