@@ -194,8 +194,16 @@ async def test_a_member_leaving_hands_its_table_partitions_over(kafka, pipeline_
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
             await kafka.consume(out, lambda r: len(r) >= len(model.expected), what=f"orders of step {step}", timeout=120)
+        everything = f"assigned {orders}[0], {orders}[1], {orders}[2]"
+        before = first.tail(400).count(everything)
         second.signal(signal.SIGTERM)  # its partitions move to the first, which restores their table
         assert await second.wait() == 0, second.tail()
+        # the restore reads the table to its end: the next rows are written once it is done
+        def restored_all() -> bool:
+            log = first.tail(400)
+            return log.count(everything) > before and log[log.rfind(everything):].count("restored table") == PARTS
+
+        await kafka.wait_for("the first to take and restore every partition", restored_all)
         for step in (3, 4):
             await send(producer, customers, [model.row(c, {"v": step}, T0 + step * 10) for c in keys])
             await send(producer, orders, orders_at(T0 + step * 10 + 1))
