@@ -194,7 +194,7 @@ class Pipeline:
             if len(self.sources) != 1:
                 raise ConfigError(f"stage {t.name!r} keeps keyed state, which needs exactly one (Kafka) "
                                   f"source; the pipeline has {len(self.sources)}")
-            problem = self.sources[0].partitioned_input_problem()
+            problem = self.sources[0].partitioned_input_problem(t.input_topics)
             if problem is not None:
                 raise ConfigError(f"stage {t.name!r} keeps keyed state, which is partitioned like its input "
                                   f"and restored from a Kafka changelog, but source "

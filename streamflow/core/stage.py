@@ -231,8 +231,9 @@ class Source(Component[C]):
         """Events known to be waiting upstream per partition (for metrics)."""
         return {}
 
-    def partitioned_input_problem(self) -> str | None:
-        """Why this source cannot feed a stage with keyed state (None: it can: one partitioned input)."""
+    def partitioned_input_problem(self, topics: int = 1) -> str | None:
+        """Why this source cannot feed a stage with keyed state over ``topics`` partitioned inputs
+        (None: it can)."""
         return "it is not a partitioned (Kafka) input"
 
     def add_partition_listener(self, listener: PartitionListener) -> None:
@@ -279,6 +280,10 @@ class Transform(Component[TC]):
     #: one). False: the stage keeps its state per input partition when the input is partitioned,
     #: and in memory otherwise (window, dedupe); its listener is registered only in the first case.
     needs_partitioned_input: ClassVar[bool] = True
+
+    #: Partitioned input topics a stage with a partition listener reads: one for keyed state, two
+    #: for a stream–stream join (co-partitioned).
+    input_topics: int = 1
 
     def partition_listener(self) -> PartitionListener | None:
         """The listener of a stage that keeps state per input partition (None: it keeps none).

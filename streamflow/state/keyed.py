@@ -122,8 +122,8 @@ class KeyedState:
         assigned again is restored, and counted, afresh."""
         return list(self._restores.values())
 
-    def enter(self, msg: Message) -> StateScope:
-        """Start ``msg`` on its partition's stores and bind the states to its key."""
+    def enter(self, msg: Message, key: bytes | str | None = None) -> StateScope:
+        """Start ``msg`` on its partition's stores and bind the states to its key (or to ``key``)."""
         scope = self._scopes.get(msg.partition if msg.partition is not None else -1)
         if scope is None:
             raise RuntimeError(f"no state for {msg.position()}: its partition is not assigned to this member")
@@ -132,7 +132,7 @@ class KeyedState:
             applies = [store.begin(offset) for store in scope._stores]
             scope._applying = offset if applies[0] else None
         for view in scope._views.values():
-            view.bind(msg.key)
+            view.bind(msg.key if key is None else key)
         scope.key = scope._views[next(iter(scope._views))].key
         return scope
 
@@ -140,6 +140,10 @@ class KeyedState:
         """The store of state ``name`` for input ``partition`` (None: the partition is not assigned here)."""
         scope = self._scopes.get(partition)
         return None if scope is None else scope._stores[list(self.states).index(name)]
+
+    def scope(self, partition: int) -> StateScope | None:
+        """The states of input ``partition`` (None: not assigned here), read without starting an event."""
+        return self._scopes.get(partition)
 
     def owns(self, msg: Message) -> bool:
         """Whether ``msg``'s partition is assigned here (a straggler of a revoked one is not)."""

@@ -1,3 +1,15 @@
 """Built-in transforms. Importing this package registers them."""
 
-from . import batching, dedupe, enrich, fields, functions, parse, rate_limit, schema_codec, window  # noqa: F401
+from . import (  # noqa: F401
+    batching,
+    dedupe,
+    enrich,
+    fields,
+    functions,
+    interval_join,
+    join,
+    parse,
+    rate_limit,
+    schema_codec,
+    window,
+)

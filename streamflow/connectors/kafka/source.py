@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -65,6 +66,8 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self.errors = ctx.error_handler(c.on_error)
         quiet_repeats()
         options = c.consumer_options(f"streamflow-{ctx.pipeline}-{self.name}")
+        if self._listeners and len(c.topics or ()) > 1:  # a join: partition p of every topic to one member
+            options["partition_assignment_strategy"] = (RangePartitionAssignor,)
         consumer: Consumer = await start_client(lambda: AIOKafkaConsumer(**options),
                                                 f"kafka source {self.name}", c.connect_timeout, log,
                                                 c.bootstrap_servers)
@@ -89,9 +92,11 @@ class KafkaSource(Source[KafkaSourceConfig]):
         return self._consumer is not None and self._joined
 
     # -- partitioned input (keyed state) ----------------------------------------------
-    def partitioned_input_problem(self) -> str | None:
-        if self.config.pattern or len(self.config.topics or ()) != 1:
-            return "it consumes several topics (or a pattern); keyed state needs exactly one input topic"
+    def partitioned_input_problem(self, topics: int = 1) -> str | None:
+        if self.config.pattern or len(self.config.topics or ()) != topics:
+            if topics == 1:
+                return "it consumes several topics (or a pattern); keyed state needs exactly one input topic"
+            return f"it consumes {len(self.config.topics or ())} topics (or a pattern); the stage joins {topics}"
         return None
 
     def add_partition_listener(self, listener: PartitionListener) -> None:
