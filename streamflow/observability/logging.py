@@ -125,6 +125,7 @@ def setup_logging(format: str | None = None, level: str | int = "INFO", stream: 
     rich on a terminal and plain lines otherwise. Replaces the handler a
     previous call installed; returns the new one.
     """
+    quiet_retried_library_errors()
     global _console
     stream = stream if stream is not None else sys.stderr
     format = (format or os.environ.get("STREAMFLOW_LOG_FORMAT") or "text").lower()
