@@ -240,6 +240,7 @@ class Soak:
                 target = self.events * n // (len(schedule) + 1)
                 await self._until(lambda target=target: self._committed(target), f"{target:,} inputs committed",
                                   300, main)
+                await self._until(lambda: began(main), "the pipeline began a transaction", 120, main)
                 self.say(f"fault {n}/{len(schedule)}: {kind} at {target:,} committed inputs")
                 await self._fault(kind, main, second)
                 self.figures.faults[kind] += 1
@@ -261,10 +262,7 @@ class Soak:
         else:  # join: a second member works a while, then leaves
             second.start()
 
-            async def joined() -> bool:  # it owns partitions and began its transaction
-                return second.said("exactly_once: transactional id")
-
-            await self._until(joined, "the second instance joined", 120, main)
+            await self._until(lambda: began(second), "the second instance joined", 120, main)
             target = min(self.events, await self._committed_total() + self.rate * 3)  # ~3 s of input
             await self._until(lambda: self._committed(target), "progress with two members", 300, main)
             code = await second.stop()
@@ -357,6 +355,11 @@ class Soak:
         topics = [*self.topics.values(), f"{self.name}-total-changelog"]
         f.open_transactions = sum([await open_transactions(self.bootstrap, t) for t in topics])
         f.committed_behind = self.events - await self._committed_total()
+
+
+async def began(instance: Instance) -> bool:
+    """Whether ``instance``'s current run owns partitions and began a transaction (its signal handlers are in)."""
+    return instance.said("exactly_once: transactional id")
 
 
 async def read_committed(bootstrap: str, topic: str) -> list[dict[str, Any]]:
