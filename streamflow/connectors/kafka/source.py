@@ -73,6 +73,7 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._gate = asyncio.Event()
         self._gate.set()
         self._committing: asyncio.Task[None] | None = None
+        self._commit_lock = asyncio.Lock()  # a periodic commit and a revocation's never interleave
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
@@ -162,14 +163,14 @@ class KafkaSource(Source[KafkaSourceConfig]):
     async def commit(self) -> None:
         if self._txn is None:
             await super().commit()
-        elif self._txn.active:
+        else:
             await self._commit_transaction(final=False)
 
     async def commit_final(self) -> None:
         """Under exactly-once: commit if the run drained, else abort (an aborted run commits nothing)."""
         if self._txn is None:
             await super().commit_final()
-        elif self._txn.active:
+        else:
             await self._commit_transaction(final=True)
 
     async def _commit_transaction(self, final: bool) -> None:
@@ -178,9 +179,15 @@ class KafkaSource(Source[KafkaSourceConfig]):
         A pipeline that does not drain within ``shutdown_timeout`` (a stage that holds
         events across commits, a sink that cannot deliver) fails: its transaction is
         aborted, and a restart resumes from the last committed one."""
+        assert self._txn is not None
+        async with self._commit_lock:
+            if self._committing is not None:  # a commit whose caller was cancelled: let it finish
+                await asyncio.shield(self._committing)
+            if self._txn.active:
+                await self._barrier_commit(final)
+
+    async def _barrier_commit(self, final: bool) -> None:
         assert self._txn is not None and self.ctx is not None and self.ctx.settings is not None
-        if self._committing is not None:  # a commit whose caller was cancelled: let it finish
-            await asyncio.shield(self._committing)
         self._gate.clear()
         try:
             timeout = 0.0 if final else self.ctx.settings.shutdown_timeout
@@ -272,6 +279,13 @@ class KafkaSource(Source[KafkaSourceConfig]):
 
     async def _revoke_in_transaction(self, revoked: set[TopicPartition]) -> None:
         """Exactly-once: commit the transaction (everything drained) and give up its transactional id."""
+        assert self._txn is not None
+        async with self._commit_lock:
+            await self._end_transaction()
+
+    async def _end_transaction(self) -> None:
+        """Drain (up to ``revoke_timeout``), commit what moved, and stop the producer (its id goes with the
+        partitions); not drained: abort and fail the pipeline."""
         assert self._txn is not None and self.ctx is not None
         self._gate.clear()  # until the next assignment
         if not self._txn.active:
