@@ -11,6 +11,10 @@ early; ``max_attempts`` reached fails the pipeline. Only errors no retry can
 fix (a message too large, an invalid topic, a denied authorization) go to the
 sink's ``on_error`` policy.
 
+Under ``settings.delivery: exactly_once`` it sends with the run's transactional
+producer (`transactions`) instead of its own, and its acks tell the Kafka
+source's commit barrier that the records are in the open transaction.
+
 The parts: `sink_config` (keys, error classes), `records` (messages ->
 records), `partitioning`, `batches` (records -> the producer's record
 batches), `delivery` (awaiting, re-sending, acking), `clients` (the
