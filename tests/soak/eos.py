@@ -167,6 +167,7 @@ class Figures:
     wrong_totals: int = 0
     open_transactions: int = 0
     committed_behind: int = 0
+    input_duplicates: int = 0  # events the input topic holds twice (the check is void then)
     starts: int = 0
     failures: int = 0
     seconds: float = 0.0
@@ -174,7 +175,7 @@ class Figures:
     @property
     def ok(self) -> bool:
         return not (self.missing or self.duplicates or self.out_of_order or self.wrong_totals
-                    or self.open_transactions or self.committed_behind)
+                    or self.open_transactions or self.committed_behind or self.input_duplicates)
 
     def report(self) -> str:
         faults = ", ".join(f"{k} x{self.faults[k]}" for k in KINDS)
@@ -183,7 +184,7 @@ class Figures:
                 f"  read_committed: {self.outputs:,} outputs + {self.dead_letters:,} dead letters; "
                 f"missing {self.missing}, duplicates {self.duplicates}, out of order {self.out_of_order}, "
                 f"wrong totals {self.wrong_totals}, open transactions {self.open_transactions}, "
-                f"input not committed {self.committed_behind}")
+                f"input not committed {self.committed_behind}, inputs written twice {self.input_duplicates}")
 
 
 class Soak:
@@ -288,8 +289,9 @@ class Soak:
 
     async def _produce(self) -> None:
         """Write the inputs at ``rate`` events a second (a tenth of a second's worth at a time)."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20,
-                                    max_batch_size=512 * 1024, request_timeout_ms=120_000)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20,  # idempotent:
+                                    max_batch_size=512 * 1024, request_timeout_ms=120_000,  # no input twice
+                                    enable_idempotence=True)
         await producer.start()
         try:
             topic, step = self.topics["IN_TOPIC"], max(1, self.rate // 10)
@@ -330,6 +332,8 @@ class Soak:
         outputs = await read_committed(self.bootstrap, self.topics["OUT_TOPIC"])
         dead = await read_committed(self.bootstrap, self.topics["DLQ_TOPIC"])
         f.outputs, f.dead_letters = len(outputs), len(dead)
+        inputs = await read_committed(self.bootstrap, self.topics["IN_TOPIC"])
+        f.input_duplicates = len(inputs) - len({(v["key"], v["seq"]) for v in inputs})
         seen: Counter[tuple[str, int]] = Counter()
         last: dict[str, int] = {}
         expected_total: dict[tuple[str, int], int] = {}
