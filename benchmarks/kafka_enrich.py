@@ -11,7 +11,9 @@ the group's committed offsets reached the end of the input.
 Variants: ``bare-aiokafka-send`` (one ``send()`` per event, futures awaited per
 fetched batch), ``bare-aiokafka-batch`` (``create_batch``/``send_batch`` per
 output partition: the ceiling of aiokafka), ``streamflow``, and the peers
-``quixstreams``, ``faust`` and ``bytewax`` (benchmarks/peers/).
+``quixstreams``, ``faust`` and ``bytewax`` (benchmarks/peers/); on request
+``streamflow-eos`` (``settings.delivery: exactly_once``, default commit interval)
+beside ``streamflow`` for the cost of transactions.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "byte
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
     variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax",
-                "streamflow-b1000")
-    extras = frozenset({"streamflow-b1000"})
+                "streamflow-b1000", "streamflow-eos")
+    extras = frozenset({"streamflow-b1000", "streamflow-eos"})
     peers = frozenset({"quixstreams", "faust", "bytewax"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
     default_n = 500_000
@@ -78,7 +80,8 @@ class KafkaEnrich(Workload):
         return {"n": n, "bootstrap": self.bootstrap, "input_topic": topic, "output_topic": out,
                 "group": f"sf-bench-{tag}", "table": self.table,
                 "end_offsets": {str(p): o for p, o in ends.items()},
-                "batch_size": 1000 if variant == "streamflow-b1000" else BATCH}
+                "batch_size": 1000 if variant == "streamflow-b1000" else BATCH,
+                "delivery": "exactly_once" if variant == "streamflow-eos" else "at_least_once"}
 
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
         if result.get("unsupported"):
@@ -118,6 +121,10 @@ class KafkaEnrich(Workload):
                 best = max(peers, key=peers.__getitem__)
                 lines.append(f"kafka-enrich: streamflow / best peer ({best}) = {sf / peers[best]:.2f} "
                              f"(target > 1: {'met' if sf > peers[best] else 'NOT met'})")
+        if "streamflow" in by and "streamflow-eos" in by:
+            cost = 1 - by["streamflow-eos"].median / by["streamflow"].median
+            lines.append(f"kafka-enrich: exactly_once costs {cost:.0%} of at_least_once's throughput "
+                         f"(target <= 15%: {'met' if cost <= 0.15 else 'NOT met'})")
         return lines
 
     @classmethod
@@ -370,7 +377,7 @@ def pipeline(params: dict[str, Any]) -> Any:
     import streamflow.transforms.enrich  # noqa: F401
     from streamflow import Pipeline
 
-    return (Pipeline("kafka-enrich")
+    return (Pipeline("kafka-enrich", delivery=params.get("delivery", "at_least_once"))
             .source("kafka", bootstrap_servers=params["bootstrap"], topics=[params["input_topic"]],
                     group_id=params["group"], batch_size=params["batch_size"])
             .filter(data.keep)

@@ -22,6 +22,7 @@ from streamflow.connectors.kafka import _aiokafka
 #: adapter protocol -> the aiokafka class it describes
 SURFACES = [
     (_aiokafka.Producer, AIOKafkaProducer),
+    (_aiokafka.TransactionalProducer, AIOKafkaProducer),
     (_aiokafka.Consumer, AIOKafkaConsumer),
     (_aiokafka.BatchBuilder, AiokafkaBatchBuilder),
     (_aiokafka.Admin, AIOKafkaAdminClient),

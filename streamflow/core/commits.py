@@ -33,6 +33,6 @@ class Committer:
         """Commit every source now; ``final`` for the last commit of a run (in the log)."""
         for src in self.sources:
             try:
-                await src.commit()
+                await (src.commit_final() if final else src.commit())
             except Exception as exc:  # noqa: BLE001 - a failed commit is retried next time
                 log.warning("commit of %s failed%s: %s", src.name, " (final)" if final else "", exc)

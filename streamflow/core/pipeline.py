@@ -159,6 +159,8 @@ class Pipeline:
                 raise ConfigError(f"{both} are named {stage.name!r}; give them distinct `name`s")
         self._check_partitioned_input()
         self._check_side_outputs()
+        if self.settings.delivery == "exactly_once":
+            self._check_exactly_once()
         if self.dead_letter_sink is None:
             for stage in self.stages():
                 if any(p.uses_dead_letter() for p in stage.error_policies()):
@@ -199,6 +201,23 @@ class Pipeline:
                 raise ConfigError(f"stage {t.name!r} keeps keyed state, which is partitioned like its input "
                                   f"and restored from a Kafka changelog, but source "
                                   f"{self.sources[0].name!r} cannot feed it: {problem}")
+
+    def _check_exactly_once(self) -> None:
+        """``delivery: exactly_once`` needs every source and sink in one Kafka transaction: one cluster."""
+        ends: list[Source[Any] | Sink[Any]] = [*self.sources, *(r.sink for r in self.sinks)]
+        if self.dead_letter_sink is not None:
+            ends.append(self.dead_letter_sink)
+        for end in ends:
+            problem = end.exactly_once_problem()
+            if problem is not None:
+                role = "dead-letter sink" if end is self.dead_letter_sink else end.kind
+                raise ConfigError(f"settings.delivery is exactly_once, but {role} {end.name!r} "
+                                  f"(type {end.type_name}) cannot take part: {problem}")
+        clusters = {str(getattr(end.config, "bootstrap_servers", "")) for end in ends}
+        if len(clusters) > 1:
+            raise ConfigError("settings.delivery is exactly_once, but the sources and sinks name different "
+                              f"bootstrap_servers ({', '.join(sorted(clusters))}): a transaction spans one "
+                              "Kafka cluster")
 
     # -- running and drawing (by the engine) -----------------------------
     #: Runs and draws pipelines; `streamflow.core` sets it to `LocalEngine` when it is imported.

@@ -6,6 +6,8 @@ pipeline graph can both name it without importing each other.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field
 
 from ..security.tls import ServerTls
@@ -44,6 +46,9 @@ class PipelineSettings(ConfigModel):
 
     shutdown_timeout: float = Field(30.0, gt=0, description="seconds a graceful drain may take")
     commit_interval: float = Field(1.0, gt=0, description="seconds between checkpoint commits")
+    delivery: Literal["at_least_once", "exactly_once"] = Field("at_least_once", description=(
+        "`exactly_once`: Kafka in and out only; outputs, dead letters, state changes and input offsets are "
+        "written in one transaction per commit interval (readers need `isolation_level: read_committed`)"))
     channel: ChannelSettings = Field(default_factory=ChannelSettings)
     sink_retry: Backoff = Field(default_factory=Backoff, description=(
         "how a failing sink write is retried (backpressure holds the source meanwhile); "

@@ -224,6 +224,14 @@ class Source(Component[C]):
             if self.ctx is not None:
                 self.ctx.stats.commits += 1
 
+    async def commit_final(self) -> None:
+        """The last commit of a run (after a drain, or after an abort). Default: `commit`."""
+        await self.commit()
+
+    def exactly_once_problem(self) -> str | None:
+        """Why this source cannot take part in ``delivery: exactly_once`` (None: it can)."""
+        return "only Kafka sources can commit their offsets in a Kafka transaction"
+
     async def checkpoint(self, positions: dict[Any, Any]) -> None:
         """Write ``positions`` (partition -> resume position) durably. Default: nothing."""
 
@@ -344,3 +352,7 @@ class Sink(Component[C]):
 
     async def flush(self) -> None:
         """Make everything written so far durable (and acked, if `acks_itself`)."""
+
+    def exactly_once_problem(self) -> str | None:
+        """Why this sink cannot take part in ``delivery: exactly_once`` (None: it can)."""
+        return "only Kafka sinks can write in a Kafka transaction"

@@ -34,6 +34,11 @@ How the engine uses it (contract 8):
 
 Records past the end offset read at the start of a restore are not applied:
 only the partition's owner writes, and it is the one restoring.
+
+Under ``delivery: exactly_once`` (``transactional`` given) the changes are sent
+with the pipeline's transactional producer, in the transaction that commits
+their inputs' offsets, and a restore reads ``read_committed``: a store comes back
+as of the last committed transaction, whatever an aborted one had written.
 """
 
 from __future__ import annotations
@@ -95,7 +100,8 @@ class Changelog:
 
     def __init__(self, connection: KafkaConnection, topic: str, partitions: int, *,
                  replication_factor: int | None = None, client_id: str = "streamflow-changelog",
-                 connect_timeout: float = 60.0, linger_ms: int = 5) -> None:
+                 connect_timeout: float = 60.0, linger_ms: int = 5,
+                 transactional: Callable[[], Producer] | None = None) -> None:
         self.connection = connection
         self.topic = topic
         self.partitions = partitions
@@ -105,17 +111,21 @@ class Changelog:
         self.linger_ms = linger_ms
         self._producer: Producer | None = None
         self._reader: Consumer | None = None
+        #: Under exactly-once: the producer of the open transaction (the changelog starts none of its own).
+        self._transactional = transactional
 
     async def start(self) -> None:
         """Connect, and create the topic or check that it fits (`ChangelogError` when it does not)."""
         options = self.connection.client_options(self.client_id)
-        self._producer = await start_client(
-            lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=self.linger_ms),
-            f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
+        if self._transactional is None:
+            self._producer = await start_client(
+                lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=self.linger_ms),
+                f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
+        isolation = "read_uncommitted" if self._transactional is None else "read_committed"
         self._reader = await start_client(
             lambda: AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                      auto_offset_reset="earliest", max_partition_fetch_bytes=RESTORE_FETCH_BYTES,
-                                     fetch_max_bytes=4 * RESTORE_FETCH_BYTES),
+                                     fetch_max_bytes=4 * RESTORE_FETCH_BYTES, isolation_level=isolation),
             f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
         try:
             admin: Admin = AIOKafkaAdminClient(**options)
@@ -136,14 +146,15 @@ class Changelog:
 
     async def flush(self, store: StateStore) -> int:
         """Write the store's changes since the last flush and the applied marker; return once all are acked."""
-        if self._producer is None:
+        producer = self._transactional() if self._transactional is not None else self._producer
+        if producer is None:
             raise RuntimeError(f"changelog {self.topic} is not started")
         changes = store.take_changes()
         applied = store.logged_through  # with the changes: inputs begun while this flush awaits go in the next
         if not changes:
             return 0
         source = str(store.partition).encode()
-        send = self._producer.send
+        send = producer.send
         acks = [await send(self.topic, c.value, key=CHANGE_PREFIX + c.key, partition=store.partition,
                            headers=[(SOURCE_PARTITION, source), (SOURCE_OFFSET, b"%d" % c.offset)])
                 for c in changes]

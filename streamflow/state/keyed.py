@@ -231,7 +231,8 @@ class KeyedState:
         pipeline = source.ctx.pipeline if source.ctx is not None else "pipeline"
         for name in self.states:
             changelog = Changelog(connection, changelog_topic(pipeline, name), partitions,
-                                  client_id=f"streamflow-{pipeline}-{self.stage}-state")
+                                  client_id=f"streamflow-{pipeline}-{self.stage}-state",
+                                  transactional=getattr(source, "transactional_producer", None))
             await changelog.start()
             self._changelogs[name] = changelog
 

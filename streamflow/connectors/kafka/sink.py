@@ -11,6 +11,10 @@ early; ``max_attempts`` reached fails the pipeline. Only errors no retry can
 fix (a message too large, an invalid topic, a denied authorization) go to the
 sink's ``on_error`` policy.
 
+Under ``settings.delivery: exactly_once`` it sends with the run's transactional
+producer (`transactions`) instead of its own, and its acks tell the Kafka
+source's commit barrier that the records are in the open transaction.
+
 The parts: `sink_config` (keys, error classes), `records` (messages ->
 records), `partitioning`, `batches` (records -> the producer's record
 batches), `delivery` (awaiting, re-sending, acking), `clients` (the
@@ -35,6 +39,7 @@ from .logs import quiet_repeats
 from .partitioning import Partitioning
 from .records import Record, RecordEncoder
 from .sink_config import BROKEN_PRODUCER_ERRORS, PERMANENT_ERRORS, SIZE_ERRORS, KafkaSinkConfig
+from .transactions import SharedProducer, exactly_once, transactions_of
 
 __all__ = ["BROKEN_PRODUCER_ERRORS", "PERMANENT_ERRORS", "SIZE_ERRORS", "KafkaSink", "KafkaSinkConfig"]
 
@@ -51,13 +56,17 @@ class KafkaSink(Sink[KafkaSinkConfig]):
 
     acks_itself = True
 
+    def exactly_once_problem(self) -> str | None:
+        return None
+
     def setup(self) -> None:
         c = self.config
         self.errors = ErrorHandler(self.name, c.on_error)
         self._partitioning = Partitioning()
         self._use_encoder(RecordEncoder(c, raw_out=c.dead_letter_format == "raw"))
-        self._producer = RenewableProducer(f"kafka sink {self.name}", self._new_producer, c.connect_timeout,
-                                           c.request_timeout_ms / 1000 + 5, c.bootstrap_servers)
+        self._producer: RenewableProducer | SharedProducer = RenewableProducer(
+            f"kafka sink {self.name}", self._new_producer, c.connect_timeout, c.request_timeout_ms / 1000 + 5,
+            c.bootstrap_servers)
         self._deliveries = self._new_deliveries(Backoff())
 
     def _use_encoder(self, encoder: RecordEncoder) -> None:
@@ -84,6 +93,11 @@ class KafkaSink(Sink[KafkaSinkConfig]):
         quiet_repeats()
         if c.dead_letter_format == "auto":
             self._use_encoder(RecordEncoder(c, raw_out=ctx.stats.kind == "dead_letter"))
+        if exactly_once(ctx):  # send in the run's transaction; the source commits it
+            transactions = transactions_of(ctx)
+            transactions.use_options({**self.config.producer_options(f"streamflow-{ctx.pipeline}-{self.name}"),
+                                      "partitioner": self._partitioning.partitioner})
+            self._producer = transactions.handle(f"kafka sink {self.name}")
         self._deliveries = self._new_deliveries(ctx.settings.sink_retry if ctx.settings else Backoff())
         await self._producer.start()
 

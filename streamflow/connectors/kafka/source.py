@@ -7,12 +7,22 @@ derived from the messages before it is acknowledged (contract 2). On a
 rebalance the revoked partitions are drained and committed before they are
 given up (contract 4). Per-partition order is kept: batches of one partition
 leave in fetch order.
+
+Under ``settings.delivery: exactly_once`` the offsets go into the run's Kafka
+transaction (`transactions`) instead: every commit interval the source stops
+emitting (its *barrier*), waits until every batch it emitted is acknowledged —
+written by the sinks, the dead-letter sink and the state changelogs, all inside
+the transaction — then sends the watermarks to the transaction and commits it.
+On assignment it fences the partitions' transactional ids before it reads their
+committed offsets; on revocation it commits (or, not drained, aborts) first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -22,15 +32,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ...core.batch import Batch
-from ...core.errors import ErrorHandler
+from ...core.errors import ErrorHandler, PipelineFailed
 from ...core.partitions import PartitionListener
 from ...core.registry import SOURCES
 from ...core.stage import Source, StageContext
-from ._aiokafka import Consumer, ConsumerRecord, TopicPartition, heartbeat_in_callback
+from ._aiokafka import Consumer, ConsumerRecord, Producer, TopicPartition, heartbeat_in_callback
 from .clients import start_client
 from .decoding import RecordDecoder
 from .logs import quiet_repeats
 from .source_config import KafkaSourceConfig
+from .transactions import Transactions, exactly_once, release, transactions_of
 
 __all__ = ["KafkaSource", "KafkaSourceConfig"]
 
@@ -58,6 +69,12 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._listeners: list[PartitionListener] = []
         #: Assigned partitions whose listeners are done: only their records are emitted.
         self._readable: set[TopicPartition] = set()
+        #: Under exactly-once: the run's transactions, the barrier (clear: emit nothing), the commit running.
+        self._txn: Transactions | None = None
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._committing: asyncio.Task[None] | None = None
+        self._commit_lock = asyncio.Lock()  # a periodic commit and a revocation's never interleave
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
@@ -68,6 +85,9 @@ class KafkaSource(Source[KafkaSourceConfig]):
         options = c.consumer_options(f"streamflow-{ctx.pipeline}-{self.name}")
         if self._listeners and len(c.topics or ()) > 1:  # a join: partition p of every topic to one member
             options["partition_assignment_strategy"] = (RangePartitionAssignor,)
+        if exactly_once(ctx):
+            self._txn = transactions_of(ctx)
+            options["isolation_level"] = "read_committed"  # never process what an aborted transaction wrote
         consumer: Consumer = await start_client(lambda: AIOKafkaConsumer(**options),
                                                 f"kafka source {self.name}", c.connect_timeout, log,
                                                 c.bootstrap_servers)
@@ -85,6 +105,10 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._joined = False
         if consumer is not None:
             await consumer.stop()  # leaves the group; commits were made by the runner before
+        txn, self._txn = self._txn, None
+        if txn is not None:
+            await txn.end()
+            release(txn)
 
     @property
     def ready(self) -> bool:
@@ -102,11 +126,22 @@ class KafkaSource(Source[KafkaSourceConfig]):
     def add_partition_listener(self, listener: PartitionListener) -> None:
         self._listeners.append(listener)
 
+    def exactly_once_problem(self) -> str | None:
+        return None
+
+    @property
+    def transactional_producer(self) -> Callable[[], Producer] | None:
+        """Under exactly-once, what the state changelog sends with (the open transaction's producer)."""
+        return self._txn.current if self._txn is not None else None
+
     # -- reading -------------------------------------------------------------
     async def read(self) -> Batch:
         """The next partition's batch; waits (polling) until there is one. Never ends."""
         fetched = self._fetched
-        while not fetched:
+        while True:
+            await self._gate.wait()  # closed while an exactly-once commit runs: emit nothing meanwhile
+            if fetched:
+                break  # nothing awaits from here until the batch is tracked
             consumer = self._consumer
             assert consumer is not None, "read() before open()"
             data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms,
@@ -114,7 +149,7 @@ class KafkaSource(Source[KafkaSourceConfig]):
             for tp, records in data.items():
                 if not records:
                     continue
-                if self._listeners and tp not in self._readable:
+                if (self._listeners or self._txn is not None) and tp not in self._readable:
                     consumer.seek(tp, records[0].offset)  # fetched while its listeners run: read it again later
                     continue
                 fetched.append((tp, records))
@@ -130,6 +165,70 @@ class KafkaSource(Source[KafkaSourceConfig]):
         return batch
 
     # -- offsets -----------------------------------------------------------------
+    async def commit(self) -> None:
+        if self._txn is None:
+            await super().commit()
+        else:
+            await self._commit_transaction(final=False)
+
+    async def commit_final(self) -> None:
+        """Under exactly-once: commit if the run drained, else abort (an aborted run commits nothing)."""
+        if self._txn is None:
+            await super().commit_final()
+        else:
+            await self._commit_transaction(final=True)
+
+    async def _commit_transaction(self, final: bool) -> None:
+        """The barrier: emit nothing, wait until every emitted batch is acknowledged, commit the transaction.
+
+        A pipeline that does not drain within ``shutdown_timeout`` (a stage that holds
+        events across commits, a sink that cannot deliver) fails: its transaction is
+        aborted, and a restart resumes from the last committed one."""
+        assert self._txn is not None
+        async with self._commit_lock:
+            if self._committing is not None:  # a commit whose caller was cancelled: let it finish
+                await asyncio.shield(self._committing)
+            if self._txn.active:
+                await self._barrier_commit(final)
+
+    async def _barrier_commit(self, final: bool) -> None:
+        assert self._txn is not None and self.ctx is not None and self.ctx.settings is not None
+        self._gate.clear()
+        try:
+            timeout = 0.0 if final else self.ctx.settings.shutdown_timeout
+            if not await self.tracker.wait_drained(timeout=timeout):
+                if final:  # the run was aborted mid-stream: nothing of this transaction is committed
+                    await self._txn.end()
+                    return
+                raise PipelineFailed(f"kafka source {self.name}: exactly_once: the pipeline did not drain "
+                                     f"within shutdown_timeout ({timeout:g}s) to commit its transaction; "
+                                     f"{self.tracker.pending()} batches unacknowledged (a stage holding events "
+                                     "across commits, such as open windows, cannot run exactly-once)")
+            await self._commit_drained()
+        except Exception as exc:
+            self.ctx.stats.commit_errors += 1
+            await self._txn.fail(exc)
+            self.ctx.fail(exc)
+            raise
+        finally:
+            if self._txn.active:
+                self._gate.set()
+
+    async def _commit_drained(self) -> None:
+        """Commit the transaction with the watermarks that moved (none moved: nothing was sent either)."""
+        assert self._txn is not None and self.ctx is not None
+        positions = self.tracker.take_committable()
+        if not positions:
+            return
+        offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in positions.items()}
+        self._committing = asyncio.ensure_future(self._txn.commit(offsets, self.config.group_id or ""))
+        try:
+            await asyncio.shield(self._committing)
+        finally:
+            if self._committing.done():
+                self._committing = None
+        self.ctx.stats.commits += 1
+
     async def checkpoint(self, positions: dict[TopicPartition, int]) -> None:
         """Commit the acknowledged offsets of the partitions this member still owns."""
         consumer = self._consumer
@@ -173,6 +272,46 @@ class KafkaSource(Source[KafkaSourceConfig]):
         self._fetched.extend(keep)
         if not revoked:
             return
+        if self._txn is not None:
+            await self._revoke_in_transaction(revoked)
+        else:
+            await self._drain_and_commit(revoked)
+        self.tracker.forget(revoked)
+        for tp in revoked:
+            self._next.pop(tp, None)
+        self._readable -= revoked
+        await self._tell_listeners(revoked, assigned=False)
+
+    async def _revoke_in_transaction(self, revoked: set[TopicPartition]) -> None:
+        """Exactly-once: commit the transaction (everything drained) and give up its transactional id."""
+        assert self._txn is not None
+        async with self._commit_lock:
+            await self._end_transaction()
+
+    async def _end_transaction(self) -> None:
+        """Drain (up to ``revoke_timeout``), commit what moved, and stop the producer (its id goes with the
+        partitions); not drained: abort and fail the pipeline."""
+        assert self._txn is not None and self.ctx is not None
+        self._gate.clear()  # until the next assignment
+        if not self._txn.active:
+            return
+        if not await self.tracker.wait_drained(timeout=self.config.revoke_timeout):
+            error = PipelineFailed(f"kafka source {self.name}: exactly_once: in-flight batches not drained within "
+                                   f"revoke_timeout ({self.config.revoke_timeout:g}s); the transaction is aborted")
+            await self._txn.fail(error)
+            self.ctx.fail(error)
+            return
+        try:
+            await self._commit_drained()
+        except Exception as exc:  # noqa: BLE001 - aiokafka only logs what a rebalance callback raises
+            self.ctx.stats.commit_errors += 1
+            self.ctx.fail(exc)
+            return
+        log.info("kafka source %s: committed the transaction of revoked partitions", self.name)
+        await self._txn.end()
+
+    async def _drain_and_commit(self, revoked: set[TopicPartition]) -> None:
+        """At-least-once: drain the revoked partitions (up to ``revoke_timeout``) and commit their watermarks."""
         pending = self.tracker.pending(revoked)
         if pending:
             log.info("kafka source %s: draining %d in-flight batches of revoked partitions",
@@ -195,26 +334,45 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 if self.ctx is not None:
                     self.ctx.stats.commit_errors += 1
                 log.warning("kafka source %s: commit of revoked partitions failed: %s", self.name, exc)
-        self.tracker.forget(revoked)
-        for tp in revoked:
-            self._next.pop(tp, None)
-        self._readable -= revoked
-        await self._tell_listeners(revoked, assigned=False)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("kafka source %s: assigned %s", self.name,
                  ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "no partitions")
         consumer = self._consumer
         new = assigned - self._readable
-        if self._listeners and new and consumer is not None:
+        if (self._listeners or self._txn is not None) and new and consumer is not None:
             consumer.pause(*new)  # no record of theirs is fetched until the listeners are done
             if not heartbeat_in_callback(consumer):  # a restore may outlast the session timeout
                 log.warning("kafka source %s: no group heartbeat while partition listeners run (aiokafka "
                             "changed): a restore longer than session_timeout_ms loses its partitions", self.name)
+            if self._txn is not None:
+                await self._begin_transaction(consumer, assigned, new)
             await self._tell_listeners(new, assigned=True)
             self._readable |= new
             consumer.resume(*new)
+        if self._txn is not None and self._txn.active:
+            self._gate.set()
         self._joined = True
+
+    async def _begin_transaction(self, consumer: Consumer, assigned: set[TopicPartition],
+                                 new: set[TopicPartition]) -> None:
+        """Exactly-once: fence the partitions' transactional ids, then resume each from its committed offset.
+
+        Fencing first makes a zombie's open transaction end (committed or aborted)
+        before the committed offsets are read, so they are the final ones."""
+        assert self._txn is not None
+        try:
+            await self._txn.begin(self.config.group_id or "", assigned, self.config.connect_timeout)
+            for tp in new:
+                committed = await consumer.committed(tp)
+                if committed is not None:
+                    consumer.seek(tp, committed)
+        except Exception as exc:
+            log.error("kafka source %s: exactly_once: beginning the transaction failed: %s", self.name, exc)
+            await self._txn.fail(exc)
+            if self.ctx is not None:
+                self.ctx.fail(exc)
+            raise
 
     async def _tell_listeners(self, partitions: set[TopicPartition], *, assigned: bool) -> None:
         """Run the partition listeners (keyed state: restore, or let go); a failure fails the pipeline.
