@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,6 +25,14 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+if sys.version_info < (3, 12) and hasattr(traceback, "_extract_caret_anchors_from_line_segment"):
+    # Python 3.11 draws a traceback's ^~~~ carets with ast.parse. When the garbage collector logs an
+    # asyncio future's unretrieved exception while pytest itself is inside ast.parse (rewriting a
+    # module, or showing a failure), the nested parse breaks the interpreter's AST recursion count:
+    # "SystemError: AST constructor recursion depth mismatch" ends the whole run (python/cpython#106905,
+    # pytest-dev/pytest#10874). Tracebacks in this test process go without the carets.
+    traceback._extract_caret_anchors_from_line_segment = lambda segment: None  # type: ignore[attr-defined]
 
 
 def _load_harness() -> Any:
