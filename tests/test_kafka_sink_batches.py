@@ -71,8 +71,10 @@ async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
                 .map(_poison_set)
                 .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out,
                       max_request_size=4096, on_error={"policy": "skip"}))
-    records, _ = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 2))
+    records, result = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 2))
     assert sorted(ids_of(records)) == [i for i in range(n) if i not in (77, 150)]
+    [sink] = [s for s in result.stats if s.kind == "sink"]
+    assert (sink.events_out, sink.skipped) == (n - 2, 2)  # out: what the broker acknowledged, no more
     by_partition = {}
     for r in records:
         by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])

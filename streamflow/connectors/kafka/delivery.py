@@ -106,6 +106,7 @@ class _Outcome(NamedTuple):
     failed: list[Record]
     error: BaseException | None
     isolate: list[Record]
+    refused: int  # messages handed to ``on_error`` for good (skipped, dead-lettered)
 
 
 #: Sends records again (``alone``: each in its own record batch).
@@ -125,8 +126,10 @@ class Deliveries:
 
     def __init__(self, name: str, max_in_flight: int, resend: Resend, renew: Renew, errors: ErrorHandler,
                  retry: Backoff, stats: StageStats | None = None,
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 on_delivered: Callable[[int], None] | None = None) -> None:
         self._on_failure = on_failure
+        self._on_delivered = on_delivered
         self.name = name
         self._resend = resend
         self._renew = renew
@@ -171,9 +174,11 @@ class Deliveries:
     async def _deliver(self, batch: Batch, attempt: Attempt) -> None:
         """Await a batch's deliveries, re-send failures on the retry schedule, then ack the batch."""
         tries = 0  # attempts that failed (re-sends isolating a too-large record do not count)
+        refused = 0
         try:
             while True:
-                failed, error, isolate = await self._settle(batch, attempt)
+                failed, error, isolate, gone = await self._settle(batch, attempt)
+                refused += gone
                 if failed:
                     tries += 1
                     if tries == 1:
@@ -184,6 +189,8 @@ class Deliveries:
                 attempt = await self._resend(failed + isolate, bool(isolate))
             if tries:
                 log.info("kafka sink %s: delivered after %d re-sends", self.name, tries)
+            if self._on_delivered is not None:
+                self._on_delivered(len(batch.messages) - refused)
             batch.ack()
         except PipelineFailed as exc:
             if self.failure is None:
@@ -201,6 +208,7 @@ class Deliveries:
         handle = self._errors.handle
         for msg, exc in attempt.rejected:
             await handle(msg, exc, None, batch)  # skipped, dead-lettered or raises
+        refused = len(attempt.rejected)
         failed, error, isolate = attempt.unsent, attempt.error, []
         for sent, result in zip(attempt.sent, results, strict=True):
             if not isinstance(result, BaseException):
@@ -210,10 +218,11 @@ class Deliveries:
             elif isinstance(result, PERMANENT_ERRORS):
                 for msg in sent.messages():
                     await handle(msg, result, None, batch)
+                refused += len(sent.messages())
             else:
                 failed.extend(sent.records())
                 error = result
-        return _Outcome(failed, error, isolate)
+        return _Outcome(failed, error, isolate, refused)
 
     async def _before_resend(self, producer: Producer, n: int, error: BaseException | None, tries: int) -> None:
         """Fail the pipeline if the retry schedule is exhausted; else renew a broken producer and wait."""

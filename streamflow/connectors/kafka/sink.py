@@ -55,6 +55,7 @@ class KafkaSink(Sink[KafkaSinkConfig]):
     """
 
     acks_itself = True
+    counts_delivered = True  # `events_out` counts what the brokers acknowledged, not what was handed over
 
     def exactly_once_problem(self) -> str | None:
         return None
@@ -83,7 +84,8 @@ class KafkaSink(Sink[KafkaSinkConfig]):
     def _new_deliveries(self, retry: Backoff) -> Deliveries:
         stats = self.ctx.stats if self.ctx is not None else None
         return Deliveries(self.name, self.config.max_in_flight, self._resend, self._producer.renew,
-                          self.errors, retry, stats, self.ctx.fail if self.ctx is not None else None)
+                          self.errors, retry, stats, self.ctx.fail if self.ctx is not None else None,
+                          self.ctx.delivered if self.ctx is not None else None)
 
     # -- lifecycle ------------------------------------------------------------
     async def open(self, ctx: StageContext) -> None:
