@@ -144,7 +144,7 @@ def validate(target: str, overrides: tuple[str, ...], skip_files: bool) -> None:
 @set_option
 def graph(target: str, overrides: tuple[str, ...]) -> None:
     """Print PIPELINE's graph as a Mermaid flowchart."""
-    click.echo(_load(target, overrides).graph(), nl=False)
+    click.echo(redact(_load(target, overrides).graph()), nl=False)
 
 
 @cli.command(short_help="List component types, or the config keys of one.")

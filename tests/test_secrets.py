@@ -56,3 +56,23 @@ async def test_a_secret_from_any_env_variable_is_masked_in_logs_and_dead_letters
                                                 for i in (1, 2)]
     assert TOKEN not in logs.getvalue() and "refused key ***" in logs.getvalue()
     assert redact(f"x {TOKEN} y") == "x *** y"
+
+
+def test_a_secret_reference_is_masked_whatever_the_variable_is_called(tmp_path: Any) -> None:
+    """``${secret:HOOK}`` marks the value as secret although HOOK says nothing of it: a config error
+    that quotes it, `graph` and the logs show ``***``; a plain ``${HOOK}`` would not be masked."""
+    from click.testing import CliRunner
+
+    from streamflow.cli import cli
+
+    value = "hook-83be1c0d-value"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: p\nsource: {type: generator, count: '${secret:HOOK}'}\nsinks: [{type: stdout}]\n")
+    result = CliRunner().invoke(cli, ["validate", str(bad)], env={"HOOK": value})
+    assert result.exit_code == 2 and value not in result.output and "***" in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text("name: p\nsource: {type: generator, count: 1}\n"
+                    "sinks: [{type: stdout, name: 'out-${secret:HOOK}'}]\n")
+    result = CliRunner().invoke(cli, ["graph", str(good)], env={"HOOK": value})
+    assert result.exit_code == 0 and value not in result.output and "out-***" in result.output
+    assert redact(f"then {value} leaked") == "then *** leaked"

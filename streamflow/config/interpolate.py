@@ -1,4 +1,10 @@
-"""Environment interpolation of config strings: ``${VAR}``, ``${VAR:-default}``, ``$${`` for a literal ``${``."""
+"""Environment interpolation of config strings: ``${VAR}``, ``${VAR:-default}``, ``$${`` for a literal ``${``.
+
+``${secret:VAR}`` reads VAR the same way and marks its value as a secret: it is
+redacted (``***``) in every log line, error message and dead-letter record,
+whatever VAR is called (a plain ``${VAR}`` is redacted only when its name says
+it holds a secret: PASSWORD, SECRET, TOKEN, KEY, CREDENTIAL).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from collections.abc import Mapping
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SECRET_PREFIX = "secret:"
 
 
 class InterpolationError(ValueError):
@@ -18,7 +25,8 @@ def interpolate(text: str, env: Mapping[str, str], used: dict[str, str] | None =
 
     ``${VAR:-default}`` falls back to ``default`` when VAR is unset or empty;
     ``$${`` stands for a literal ``${``. Variables taken from ``env`` are
-    recorded in ``used`` (name -> value) so their values can be redacted.
+    recorded in ``used`` (name -> value) so their values can be redacted;
+    a ``${secret:VAR}`` is recorded as ``secret:VAR`` (always redacted).
     Raises `InterpolationError` naming every undefined or malformed reference.
     """
     if "${" not in text:
@@ -33,9 +41,11 @@ def interpolate(text: str, env: Mapping[str, str], used: dict[str, str] | None =
         if inner is None:
             problems.append("unclosed '${' (write '$${' for a literal '${')")
             return token
-        name, sep, default = inner.partition(":-")
+        secret = inner.startswith(SECRET_PREFIX)
+        name, sep, default = inner.removeprefix(SECRET_PREFIX).partition(":-")
         if not _NAME.match(name):
-            problems.append(f"invalid reference '${{{inner}}}': expected ${{NAME}} or ${{NAME:-default}}")
+            problems.append(f"invalid reference '${{{inner}}}': expected ${{NAME}}, ${{NAME:-default}} "
+                            "or ${secret:NAME}")
             return token
         value = env.get(name)
         if sep and not value:
@@ -44,7 +54,7 @@ def interpolate(text: str, env: Mapping[str, str], used: dict[str, str] | None =
             problems.append(f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
             return token
         if used is not None:
-            used[name] = value
+            used[SECRET_PREFIX + name if secret else name] = value
         return value
 
     result = _TOKEN.sub(replace, text)
