@@ -76,3 +76,18 @@ def test_a_secret_reference_is_masked_whatever_the_variable_is_called(tmp_path: 
     result = CliRunner().invoke(cli, ["graph", str(good)], env={"HOOK": value})
     assert result.exit_code == 0 and value not in result.output and "out-***" in result.output
     assert redact(f"then {value} leaked") == "then *** leaked"
+
+
+async def test_a_secret_in_a_metric_label_is_masked_on_the_metrics_endpoint() -> None:
+    import aiohttp
+
+    from streamflow.observability.logging import register_secret
+    from streamflow.observability.server import OpsServer
+
+    register_secret("secret:NAME", "label-5a1c-secret")
+    runner = Runner(Pipeline("p").source(MemorySource(values=[1])).sink(MemorySink(name="out-label-5a1c-secret")),
+                    handle_signals=False)
+    async with OpsServer(runner, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{server.port}/metrics") as resp:
+        text = await resp.text()
+    assert "label-5a1c-secret" not in text and 'channel="->out-***"' in text

@@ -30,6 +30,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from ..security.tls import ServerTls
+from .logging import redact
 from .metrics import PipelineMetrics
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ class OpsServer:
     # -- endpoints ---------------------------------------------------------
     async def handle_metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(self.metrics.registry), headers={"Content-Type": content_type})
+        body = redact(encoder(self.metrics.registry).decode())  # a secret in a name or label value: ***
+        return web.Response(body=body.encode(), headers={"Content-Type": content_type})
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
         if not self.runner.healthy:  # stalled, with settings.stall_unhealthy
