@@ -50,7 +50,7 @@ def _issue(d: Path, name: str, subject: str, ext: str) -> None:
 def make_certs(d: Path) -> Certs:
     """Generate the CA, server and client certificates into ``d``."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command line is needed to generate test certificates")
+        pytest.fail("the openssl command line is needed to generate test certificates (apt-get install openssl)")
     d.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
              "-days", "2", "-subj", "/CN=streamflow test CA", "-addext", "basicConstraints=critical,CA:TRUE",
