@@ -38,6 +38,11 @@ def make_event(i: int) -> dict[str, Any]:
     }
 
 
+def event_key(i: int) -> bytes:
+    """The Kafka key of event ``i``: its ``user_id`` as ASCII digits (events are partitioned by user)."""
+    return b"%d" % ((i * 7919) % USERS)
+
+
 def keep(value: dict[str, Any]) -> bool:
     """The filter of every enrich workload: drops amounts below 10 (exactly 10% of the events)."""
     return value["amount"] >= 10.0

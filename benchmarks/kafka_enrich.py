@@ -1,4 +1,5 @@
-"""kafka-enrich: JSON events on a 3-partition topic -> filter -> enrich -> another topic, offsets committed.
+"""kafka-enrich: keyed JSON events on a 3-partition topic -> filter -> enrich -> another topic, keyed by the
+input key, offsets committed.
 
 Every variant consumes the same input topic with a fresh consumer group and
 writes a fresh output topic whose records get the broker's LogAppendTime.
@@ -10,7 +11,7 @@ the group's committed offsets reached the end of the input.
 
 Variants: ``bare-aiokafka-send`` (one ``send()`` per event, futures awaited per
 fetched batch), ``bare-aiokafka-batch`` (``create_batch``/``send_batch`` per
-output partition: the ceiling of aiokafka), ``streamflow``, and the peers
+output partition, each key's partition hashed once: the ceiling of aiokafka), ``streamflow``, and the peers
 ``quixstreams``, ``faust`` and ``bytewax`` (benchmarks/peers/); on request
 ``streamflow-eos`` (``settings.delivery: exactly_once``, default commit interval)
 beside ``streamflow`` for the cost of transactions.
@@ -65,7 +66,7 @@ class KafkaEnrich(Workload):
         #: events -> (input topic, its end offsets)
         self.inputs: dict[int, tuple[str, dict[int, int]]] = {}
         for n in {self._n(v) for v in self.selected_variants() if not self.unavailable(v)}:
-            topic = f"sf-bench-in-v{data.DATA_VERSION}-{n}"
+            topic = f"sf-bench-in-keyed-v{data.DATA_VERSION}-{n}"
             self.inputs[n] = (topic, asyncio.run(ensure_input(self.bootstrap, topic, n)))
 
     def _n(self, variant: str) -> int:
@@ -86,10 +87,12 @@ class KafkaEnrich(Workload):
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
         if result.get("unsupported"):
             return result["unsupported"]
-        digest, last_append_ms, committed = asyncio.run(read_output(params, params["n"]))
+        digest, last_append_ms, committed, misplaced = asyncio.run(read_output(params, params["n"]))
         error = digest.mismatch(data.expected_enrich_digest(params["n"]))
         if error:
             return error
+        if misplaced:
+            return f"{misplaced} output records without the input's key or off their key's partition"
         if variant not in self.no_commit:
             want = {int(p): o for p, o in params["end_offsets"].items()}
             if committed != want:
@@ -188,10 +191,28 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def ensure_input(bootstrap: str, topic: str, n: int) -> dict[int, int]:
-    """The input topic with events 0..n-1 (event i on partition i % 3); produced once per broker."""
-    dumps, make = orjson.dumps, data.make_event
+    """The input topic with events 0..n-1, keyed by user and partitioned by key as a Kafka producer
+    does (murmur2); produced once per broker."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    dumps, make, key_of, parts = orjson.dumps, data.make_event, data.event_key, list(range(PARTITIONS))
+    part_of = KeyPartitions(DefaultPartitioner(), parts)
     return await write_once(bootstrap, topic, n,
-                            lambda: ((i % PARTITIONS, None, dumps(make(i)), []) for i in range(n)))
+                            lambda: ((part_of(key_of(i)), key_of(i), dumps(make(i)), []) for i in range(n)))
+
+
+class KeyPartitions(dict[bytes, int]):
+    """key -> partition as ``partitioner`` chooses it, each key hashed once (what a keyed loop keeps)."""
+
+    def __init__(self, partitioner: Any, parts: list[int]) -> None:
+        super().__init__()
+        self.partitioner, self.parts = partitioner, parts
+
+    def __missing__(self, key: bytes) -> int:
+        part = self[key] = self.partitioner(key, self.parts, self.parts)
+        return part
+
+    __call__ = dict.__getitem__
 
 
 #: One record `write_once` writes: (partition, key, value, headers).
@@ -239,8 +260,10 @@ async def write_once(bootstrap: str, topic: str, n: int, records: Callable[[], I
     return ends
 
 
-async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int, dict[int, int]]:
-    """Digest of the output topic, the last broker append time (ms), and the group's committed offsets."""
+async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int, dict[int, int], int]:
+    """Digest of the output topic, the last broker append time (ms), the group's committed offsets, and
+    how many records have the wrong key (not the input's) or sit on another partition than their key's
+    other records (a partitioner may differ between clients; a key's records must stay together)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     bootstrap, topic = params["bootstrap"], params["output_topic"]
@@ -248,7 +271,8 @@ async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int,
                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
     await consumer.start()
     builder = data.DigestBuilder()
-    last = 0
+    home: dict[bytes, int] = {}  # key -> the partition of its first record
+    last = misplaced = 0
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -260,7 +284,11 @@ async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int,
         while left and time.monotonic() < deadline:
             got = await consumer.getmany(timeout_ms=1000, max_records=20_000)
             for tp, records in got.items():
-                builder.add_records(loads(r.value) for r in records)
+                values = [loads(r.value) for r in records]
+                builder.add_records(values)
+                misplaced += sum(1 for r, v in zip(records, values, strict=True)
+                                 if r.key != b"%d" % v["user_id"] or home.setdefault(r.key, tp.partition)
+                                 != tp.partition)
                 if records:
                     last = max(last, max(r.timestamp for r in records))
                 if await consumer.position(tp) >= ends[tp]:
@@ -268,7 +296,7 @@ async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int,
     finally:
         await consumer.stop()
     committed = await committed_offsets(bootstrap, params["group"], params["input_topic"])
-    return builder.digest(), last, committed
+    return builder.digest(), last, committed, misplaced
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -288,18 +316,20 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
 
 
 # -- bare aiokafka loops ---------------------------------------------------------------------
-def _transform_values(records: list[Any], index: dict[int, dict[str, Any]]) -> list[bytes]:
-    """parse -> filter -> enrich -> encode, as list comprehensions."""
+def _transform(records: list[Any], index: dict[int, dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """parse -> filter -> enrich -> encode, as list comprehensions: (input key, output value) pairs."""
     loads, dumps = orjson.loads, orjson.dumps
-    values = [loads(r.value) for r in records]
-    kept = [v for v in values if v["amount"] >= 10.0]
-    for v in kept:
+    pairs = [(r.key, loads(r.value)) for r in records]
+    kept = [(k, v) for k, v in pairs if v["amount"] >= 10.0]
+    for _, v in kept:
         v.update(index[v["user_id"]])
-    return [dumps(v) for v in kept]
+    return [(k, dumps(v)) for k, v in kept]
 
 
 async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
+    """The hand-written loop: fetch, transform, produce keyed by the input key, commit each second."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.partitioner import DefaultPartitioner
     from aiokafka.structs import OffsetAndMetadata
 
     tune_like_streamflow()
@@ -313,6 +343,7 @@ async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
                                 linger_ms=5, max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
+    part_of = KeyPartitions(DefaultPartitioner(), sorted(await producer.partitions_for(topic_out)))
     consumed = 0
     t_first = None
     done: dict[Any, int] = {}
@@ -330,12 +361,12 @@ async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
                     if not records:
                         continue
                     consumed += len(records)
-                    values = _transform_values(records, index)
+                    pairs = _transform(records, index)
                     if per_batch:
-                        futures += await _send_batches(producer, topic_out, tp.partition, values)
+                        futures += await _send_batches(producer, topic_out, part_of, pairs)
                     else:
                         send = producer.send
-                        futures += [await send(topic_out, v) for v in values]
+                        futures += [await send(topic_out, v, key=k) for k, v in pairs]
                     done[tp] = records[-1].offset + 1
                 await asyncio.gather(*futures)  # every output of this fetch is on the broker
                 if time.monotonic() - last_commit >= 1.0:
@@ -349,16 +380,24 @@ async def _bare(params: dict[str, Any], per_batch: bool) -> dict[str, Any]:
     return sw.result(consumed, t_first=t_first, t_done=t_done)
 
 
-async def _send_batches(producer: Any, topic: str, partition: int, values: list[bytes]) -> list[Any]:
+async def _send_batches(producer: Any, topic: str, part_of: KeyPartitions,
+                        pairs: list[tuple[bytes, bytes]]) -> list[Any]:
+    """Append each (key, value) to its key's partition's record batch; send each batch as it fills up
+    and the rest at the end."""
     futures = []
-    batch = producer.create_batch()
-    for v in values:
-        if batch.append(key=None, value=v, timestamp=None) is None:
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = producer.create_batch()
-            batch.append(key=None, value=v, timestamp=None)
-    if batch.record_count():
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    batches: dict[int, Any] = {}
+    create = producer.create_batch
+    for k, v in pairs:
+        part = part_of(k)
+        batch = batches.get(part)
+        if batch is None:
+            batch = batches[part] = create()
+        if batch.append(key=k, value=v, timestamp=None) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+            batch = batches[part] = create()
+            batch.append(key=k, value=v, timestamp=None)
+    for part, batch in batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=part))
     return futures
 
 

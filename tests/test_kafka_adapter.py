@@ -11,7 +11,7 @@ import inspect
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
@@ -91,3 +91,68 @@ async def test_record_size_is_what_the_producer_checks_against_max_request_size(
             await producer.send(topic, b"x" * (fits + 1))
     finally:
         await producer.stop()
+
+
+@pytest.mark.kafka
+async def test_raw_append_and_sealed_batches_are_accepted_in_sequence_by_an_idempotent_producer(kafka):
+    topic = await kafka.topic("adapter-raw", 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        futures = []
+        for first, count in ((0, 3), (3, 2), (5, 4)):  # each batch's sequence follows the last one's count
+            batch = producer.create_batch()
+            append = _aiokafka.raw_append(batch)
+            for i in range(count):
+                assert append(i, None, b"k%d" % (first + i), b"v%d" % (first + i), _aiokafka.NO_HEADERS) is not None
+            futures.append(await producer.send_batch(_aiokafka.sealed(batch, count), topic, partition=0))
+        for f in futures:
+            await f
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        got = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    records = [r for rs in got.values() for r in rs]
+    assert [(r.offset, r.key, r.value) for r in records] == [(i, b"k%d" % i, b"v%d" % i) for i in range(9)]
+
+
+@pytest.mark.kafka
+async def test_lean_fetches_hand_over_records_from_the_fetch_offset_skipping_control_batches(kafka):
+    topic = await kafka.topic("adapter-lean", 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=f"{topic}-txn")
+    await producer.start()
+    try:
+        async with producer.transaction():  # one record batch of 10, then a commit marker (a control batch)
+            batch = producer.create_batch()
+            for i in range(10):
+                batch.append(key=b"k%d" % i, value=b"v%d" % i, timestamp=None, headers=[("h", b"%d" % i)])
+            await (await producer.send_batch(batch, topic, partition=0))
+        async with producer.transaction():  # a second transaction: one record and its marker
+            await (await producer.send(topic, b"after", key=b"k10", partition=0))
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assert _aiokafka.lean_fetches(consumer)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 4)  # inside the first record batch: records 0-3 must not come back
+        records: list[Any] = []
+        while len(records) < 7:
+            got = await consumer.getmany(timeout_ms=10_000)
+            assert got, "no records fetched"
+            records += got[tp]
+        position = await consumer.position(tp)
+    finally:
+        await consumer.stop()
+    assert [r.value for r in records] == [b"v%d" % i for i in range(4, 10)] + [b"after"]
+    assert [r.offset for r in records[:6]] == list(range(4, 10))  # offset 10 is the first commit marker
+    assert records[-1].offset == 11 and position == 13  # past the second transaction's marker
+    assert records[0].key == b"k4" and list(records[0].headers) == [("h", b"4")] and records[0].timestamp > 0
+    assert type(records[0]).__name__ != "ConsumerRecord"  # the records as fetched
+

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from streamflow.connectors.kafka import KafkaSinkConfig
-from streamflow.connectors.kafka.records import RecordEncoder
+from streamflow.connectors.kafka.records import KEYED, KEYLESS, RECORDS, RecordEncoder
 from streamflow.core.errors import dead_letter_message
 from streamflow.core.message import Message
 
@@ -83,11 +83,13 @@ def test_records_each_keeps_the_good_ones_and_names_the_bad_ones():
     assert [(m, type(e)) for m, e in failed] == [(msgs[1], ValueError)]
 
 
-def test_keyless_batches_are_unkeyed_structured_values_with_no_headers_to_pass():
+def test_fast_path_shapes_are_structured_values_with_plain_keys_and_no_headers_to_pass():
     enc = encoder(topic="out")
-    assert enc.keyless([Message({"a": 1}), Message([1])])
-    assert not enc.keyless([])
-    assert not enc.keyless([Message({"a": 1}), Message({"a": 2}, key="k")])
-    assert not enc.keyless([Message(b"bytes")])
-    assert not enc.keyless([Message({"a": 1}, headers=[("h", b"1")])])
-    assert encoder(topic="out", pass_headers=False).keyless([Message({"a": 1}, headers=[("h", b"1")])])
+    assert enc.shape([Message({"a": 1}), Message([1])]) == KEYLESS
+    assert enc.shape([]) == RECORDS
+    assert enc.shape([Message({"a": 1}), Message({"a": 2}, key="k"), Message({"a": 3}, key=b"b")]) == KEYED
+    assert enc.shape([Message({"a": 1}, key=7)]) == RECORDS
+    assert enc.shape([Message(b"bytes")]) == RECORDS
+    assert enc.shape([Message({"a": 1}, headers=[("h", b"1")])]) == RECORDS
+    assert encoder(topic="out", pass_headers=False).shape([Message({"a": 1}, headers=[("h", b"1")])]) == KEYLESS
+    assert encoder(topic="out", key_field="a").shape([Message({"a": 1})]) == RECORDS  # not plain

@@ -1,4 +1,5 @@
-"""kafka-enrich with Bytewax: KafkaSource (until the end offsets) -> map/filter -> KafkaSink, one worker."""
+"""kafka-enrich with Bytewax: KafkaSource (until the end offsets) -> map/filter -> KafkaSink keyed by the input
+key, one worker."""
 
 from __future__ import annotations
 
@@ -21,15 +22,16 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     state = {"count": 0, "t_first": None}
     loads, dumps = orjson.loads, orjson.dumps
 
-    def parse(msg: Any) -> dict[str, Any]:
+    def parse(msg: Any) -> tuple[bytes, dict[str, Any]]:
         if state["t_first"] is None:
             state["t_first"] = time.time()
         state["count"] += 1
-        return loads(msg.value)
+        return msg.key, loads(msg.value)
 
-    def enrich(value: dict[str, Any]) -> KafkaSinkMessage:
+    def enrich(pair: tuple[bytes, dict[str, Any]]) -> KafkaSinkMessage:
+        key, value = pair
         value.update(index[value["user_id"]])
-        return KafkaSinkMessage(None, dumps(value))
+        return KafkaSinkMessage(key, dumps(value))
 
     brokers = [params["bootstrap"]]
     flow = Dataflow("kafka-enrich")
@@ -37,7 +39,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                                               add_config={"group.id": params["group"]},
                                               batch_size=params["batch_size"]))
     values = op.map("parse", stream, parse)
-    kept = op.filter("filter", values, data.keep)
+    kept = op.filter("filter", values, lambda pair: data.keep(pair[1]))
     out = op.map("enrich", kept, enrich)
     op.output("out", out, KafkaSink(brokers, params["output_topic"]))
     with Stopwatch() as sw:

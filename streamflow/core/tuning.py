@@ -19,8 +19,13 @@ on the file-enrich benchmark (benchmarks/README.md):
   really grow (measured on kafka-enrich: GC 0.6 s -> 0.07 s of CPU per 500k
   events). Objects in reference cycles are still collected, just later (at
   most that many allocations later).
+* Setting the trim threshold also stops glibc from raising its mmap threshold
+  as it sees large blocks freed, so every block of 128 KiB or more (a fetch
+  response, a batch's joined payloads, a record batch) was mapped afresh and
+  page-faulted in, zeroed, each time: kafka-enrich took 54k minor faults per
+  300k events instead of 30k with an 8 MiB mmap threshold.
 
-`tune_allocator` is applied once per process (glibc only). `gc_tuned` raises
+`tune_allocator` (both thresholds) is applied once per process (glibc only). `gc_tuned` raises
 the first-generation threshold for the duration of a run and restores it
 (`tune_gc` raises it for good).
 ``STREAMFLOW_TUNING=0`` turns both off.
@@ -43,8 +48,11 @@ from collections.abc import Iterator
 TRIM_THRESHOLD = 32 << 20
 #: Net container allocations between two first-generation collections during a run.
 GC_GEN0_THRESHOLD = 100_000
-#: ``mallopt`` parameter number of the trim threshold (glibc's malloc.h).
+#: Allocations at least this large get their own ``mmap`` (and fresh zeroed pages each time).
+MMAP_THRESHOLD = 8 << 20
+#: ``mallopt`` parameter numbers of the trim and mmap thresholds (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 #: Set to ``0`` to leave the allocator and the collector alone.
 ENV_SWITCH = "STREAMFLOW_TUNING"
 
@@ -56,7 +64,7 @@ def _disabled() -> bool:
 
 
 def tune_allocator() -> bool:
-    """Raise glibc's heap trim threshold once per process; True if it is (now) raised.
+    """Raise glibc's heap trim and mmap thresholds once per process; True if they are (now) raised.
 
     Does nothing off glibc, when disabled, or when the user already tunes
     malloc through ``GLIBC_TUNABLES`` / ``MALLOC_TRIM_THRESHOLD_``.
@@ -74,7 +82,9 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _allocator_tuned = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    # setting the trim threshold also fixes glibc's mmap threshold at 128 KiB (it no longer adapts): set it
+    _allocator_tuned = (mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+                        and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
     return _allocator_tuned
 
 

@@ -10,10 +10,13 @@ in the `Attempt` for a later re-send, in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 from aiokafka.errors import MessageSizeTooLargeError
 
 from ...core.message import Message
-from ._aiokafka import Producer, record_size
+from ._aiokafka import NO_HEADERS, BatchBuilder, Producer, RawAppend, raw_append, record_size, sealed
 from .delivery import Attempt, SentRecords, SentValues
 from .partitioning import Partitioning
 from .records import Record, RecordEncoder
@@ -111,7 +114,7 @@ class RecordBatches:
         create, send_batch = attempt.producer.create_batch, attempt.producer.send_batch
         limit, near = self._limit, self._limit - _HEADROOM
         builder = create()
-        append = builder.append
+        append = raw_append(builder)
         members: list[Message] = []
         add = members.append
         pos = 0  # messages before msgs[pos] are in members, handed to the producer, or rejected
@@ -122,23 +125,87 @@ class RecordBatches:
                 except Exception as exc:  # noqa: BLE001 - e.g. a value orjson cannot serialize
                     attempt.rejected.append((m, exc))
                     continue
-                if len(value) > near and (size := record_size(None, value, [])) > limit:
+                if len(value) > near and (size := record_size(None, value, NO_HEADERS)) > limit:
                     attempt.rejected.append((m, _too_large(size)))
                     continue
-                if append(timestamp=None, key=None, value=value) is None:  # full (so not empty)
-                    attempt.sent.append(SentValues(members, await send_batch(builder, topic, partition=part),
-                                                   remake))
+                if append(len(members), None, None, value, NO_HEADERS) is None:  # full (so not empty)
+                    sent = await send_batch(sealed(builder, len(members)), topic, partition=part)
+                    attempt.sent.append(SentValues(members, sent, remake))
                     builder, members = create(), []
-                    append, add = builder.append, members.append
-                    append(timestamp=None, key=None, value=value)  # always fits an empty batch
+                    append, add = raw_append(builder), members.append
+                    append(0, None, None, value, NO_HEADERS)  # always fits an empty batch
                 add(m)
             pos = len(msgs)
             if members:
-                attempt.sent.append(SentValues(members, await send_batch(builder, topic, partition=part), remake))
+                sent = await send_batch(sealed(builder, len(members)), topic, partition=part)
+                attempt.sent.append(SentValues(members, sent, remake))
         except PERMANENT_ERRORS as exc:
             attempt.reject(members + msgs[pos:], exc)
         except Exception as exc:  # noqa: BLE001 - any other send failure is retried
             self._defer(attempt, members + msgs[pos:], exc)
+
+    async def send_keyed(self, producer: Producer, msgs: list[Message]) -> Attempt:
+        """`send` for structured values with str/bytes keys (or none) of a `RecordEncoder.plain` sink:
+        each value encoded and appended to its key's partition's record batch at once, no `Record` made."""
+        attempt = Attempt(producer)
+        topic = self._encoder.topic
+        assert topic is not None
+        try:
+            known, choose = await self._partitioning.key_partitions(producer, topic)
+        except PERMANENT_ERRORS as exc:
+            attempt.reject(msgs, exc)
+            return attempt
+        except Exception as exc:  # noqa: BLE001 - no metadata (yet): re-sent later
+            self._defer(attempt, msgs, exc)
+            return attempt
+        await self._send_keyed(attempt, topic, known, choose, msgs)
+        return attempt
+
+    async def _send_keyed(self, attempt: Attempt, topic: str, known: dict[bytes, int],
+                          choose: Callable[[bytes | None], int], msgs: list[Message]) -> None:
+        """Encode each message's value straight into its partition's record batch; send each batch as it
+        fills up, and the rest at the end. Written in one loop on purpose: it runs once per event."""
+        encode, remake = self._encoder.encode_now, self._encoder.record
+        create, send_batch = attempt.producer.create_batch, attempt.producer.send_batch
+        limit, near = self._limit, self._limit - _HEADROOM
+        open_: dict[int, tuple[BatchBuilder, list[Message], RawAppend]] = {}  # partition -> its batch
+        pos = 0  # messages before msgs[pos] are in open_, handed to the producer, or rejected
+        try:
+            for pos, m in enumerate(msgs):  # noqa: B007 - pos is read after a send failure
+                key = m.key
+                k = key.encode() if type(key) is str else cast(bytes | None, key)
+                part = known.get(k) if k is not None else None
+                if part is None:
+                    part = choose(k)
+                try:
+                    value = encode(m.value)
+                except Exception as exc:  # noqa: BLE001 - e.g. a value orjson cannot serialize
+                    attempt.rejected.append((m, exc))
+                    continue
+                if len(value) > near and (size := record_size(k, value, NO_HEADERS)) > limit:
+                    attempt.rejected.append((m, _too_large(size)))
+                    continue
+                slot = open_.get(part)
+                if slot is None:
+                    builder = create()
+                    slot = open_[part] = (builder, [], raw_append(builder))
+                members = slot[1]
+                if slot[2](len(members), None, k, value, NO_HEADERS) is None:  # full (so not empty)
+                    sent = await send_batch(sealed(slot[0], len(members)), topic, partition=part)
+                    attempt.sent.append(SentValues(members, sent, remake))
+                    builder = create()
+                    slot = open_[part] = (builder, [], raw_append(builder))
+                    slot[2](0, None, k, value, NO_HEADERS)  # always fits an empty batch
+                slot[1].append(m)
+            pos = len(msgs)
+            while open_:
+                part, (builder, members, _) = open_.popitem()
+                sent = await send_batch(sealed(builder, len(members)), topic, partition=part)
+                attempt.sent.append(SentValues(members, sent, remake))
+        except PERMANENT_ERRORS as exc:
+            attempt.reject([m for _, members, _ in open_.values() for m in members] + msgs[pos:], exc)
+        except Exception as exc:  # noqa: BLE001 - any other send failure is retried
+            self._defer(attempt, [m for _, members, _ in open_.values() for m in members] + msgs[pos:], exc)
 
     def _defer(self, attempt: Attempt, msgs: list[Message], error: BaseException) -> None:
         """Keep ``msgs`` for a re-send, as records (those that have none are rejected)."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ...codecs import get_codec
 from ...core.message import Message
 from ._aiokafka import ConsumerRecord
+
+
+def _keys(records: list[ConsumerRecord]) -> list[bytes | str | None]:
+    """Every record's key, as `_key` makes it (one pass when all are UTF-8 or None)."""
+    try:
+        return [None if (k := r.key) is None else k.decode() for r in records]
+    except UnicodeDecodeError:
+        return [_key(r.key) for r in records]
 
 
 def _key(key: bytes | None) -> bytes | str | None:
@@ -25,34 +32,41 @@ class RecordDecoder:
 
     def __init__(self, codec: str) -> None:
         # raw values need no decoding: the bytes are the value
-        self._decode: Callable[[bytes], Any] | None = None if codec == "raw" else get_codec(codec).decode
+        self._codec = None if codec == "raw" else get_codec(codec)
 
     def messages(self, topic: str, partition: int, records: list[ConsumerRecord]) -> tuple[list[Message], bool]:
-        """The records as messages, decoded in one pass, and whether that worked; if not, the
-        messages have no value yet and `decode_each` tells which ones fail."""
-        decode = self._decode
-        msg, key_of = Message, _key
+        """The records as messages, values decoded in one pass (`Codec.decode_many`), and whether that
+        worked; if not, the messages have no value yet and `decode_each` tells which ones fail."""
+        raws = [r.value for r in records]
+        values = self._values(raws)
+        decoded = values is not None
+        if values is None:
+            values = [None] * len(raws)
+        msg = Message
+        return [msg(d, k, list(h) if (h := r.headers) else None, r.timestamp / 1000, topic, partition, r.offset, v)
+                for r, k, d, v in zip(records, _keys(records), values, raws, strict=True)], decoded
+
+    def _values(self, raws: list[bytes | None]) -> list[Any] | None:
+        """The decoded values (tombstones stay None), or None when a payload fails to decode."""
+        codec = self._codec
+        if codec is None:
+            return raws
+        if codec.batch_safe:
+            try:
+                return codec.decode_many(cast(list[bytes], raws))
+            except Exception:  # noqa: BLE001 - a bad payload or a tombstone: one by one below
+                pass
+        decode = codec.decode
         try:
-            if decode is None:
-                return [msg((v := r.value), None if (k := r.key) is None else key_of(k),
-                            list(h) if (h := r.headers) else None, r.timestamp / 1000,
-                            topic, partition, r.offset, v) for r in records], True
-            # decoding in a loop of its own first is ~10% faster than inside the Message loop
-            values = [None if (v := r.value) is None else decode(v) for r in records]
-            return [msg(d, None if (k := r.key) is None else key_of(k),
-                        list(h) if (h := r.headers) else None, r.timestamp / 1000,
-                        topic, partition, r.offset, r.value)
-                    for r, d in zip(records, values, strict=True)], True
-        except Exception:  # noqa: BLE001 - one bad payload: the caller decodes each event on its own
-            return [msg(None, None if (k := r.key) is None else key_of(k),
-                        list(h) if (h := r.headers) else None, r.timestamp / 1000,
-                        topic, partition, r.offset, r.value) for r in records], False
+            return [None if v is None else decode(v) for v in raws]
+        except Exception:  # noqa: BLE001 - a codec may raise anything
+            return None
 
     def decode_each(self, msgs: list[Message]) -> tuple[list[Message], list[tuple[Message, Exception]]]:
         """Decode each message's ``raw`` bytes into its value: those that decode, and the others with
         their error (their value stays None)."""
-        decode = self._decode
-        assert decode is not None  # raw values never fail
+        assert self._codec is not None  # raw values never fail
+        decode = self._codec.decode
         keep: list[Message] = []
         failed: list[tuple[Message, Exception]] = []
         for m in msgs:

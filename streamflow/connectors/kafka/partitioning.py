@@ -69,6 +69,26 @@ class Partitioning:
                 group.append(r)
         return groups
 
+    async def key_partitions(self, producer: Producer, topic: str) -> tuple[dict[bytes, int],
+                                                                           Callable[[bytes | None], int]]:
+        """For a write that partitions each record itself: the key -> partition cache and the function
+        for what it lacks (it fills the cache; a None key gets the write's `sticky` partition).
+
+        Raises as `keyless` does when the topic's metadata is unavailable.
+        """
+        all_parts = list(await producer.partitions_for(topic))
+        available = available_partitions(producer, topic)
+        choose = self._chooser(topic, all_parts, available)
+        sticky: list[int] = []
+
+        def miss(key: bytes | None) -> int:
+            if key is not None:
+                return choose(key)
+            if not sticky:
+                sticky.append(self.sticky(available or all_parts))
+            return sticky[0]
+        return self._key_partitions[topic][1], miss
+
     def _chooser(self, topic: str, all_parts: list[int], available: list[int]) -> Callable[[bytes], int]:
         """key -> partition, as the partitioner chooses it, cached while the partition list holds."""
         partitioner = self.partitioner

@@ -15,6 +15,9 @@ from ...core.message import Message
 from ...transforms.fields import path_getter
 from .sink_config import KafkaSinkConfig
 
+#: `RecordEncoder.shape` of a write: records made one by one, keyless values, keyed values.
+RECORDS, KEYLESS, KEYED = 0, 1, 2
+
 
 class Record(NamedTuple):
     """One message ready to send.
@@ -84,19 +87,25 @@ class RecordEncoder:
         self.plain = (config.topic is not None and config.key_fn is None and config.key_field is None
                       and not self._static_headers and not config.keep_timestamp and not raw_out)
 
-    def keyless(self, msgs: list[Message]) -> bool:
-        """Whether every message is a structured value without key (nor headers to pass): then a
-        `plain` sink encodes each value straight into a record batch, with no `Record`."""
-        if not msgs:
-            return False
+    def shape(self, msgs: list[Message]) -> int:
+        """Which fast path a write of ``msgs`` can take, if this sink is `plain`: `KEYLESS` when every
+        message is a structured value without key (nor headers to pass), `KEYED` when some have a str
+        or bytes key; then each value is encoded straight into a record batch, with no `Record`.
+        `RECORDS` (0) when a message needs `records`."""
+        if not msgs or not self.plain:
+            return RECORDS
         pass_headers = self._pass_headers
+        keyed = False
         for m in msgs:
-            if m.key is not None or (pass_headers and m.headers):
-                return False
             tv = type(m.value)
-            if tv is not dict and tv is not list:
-                return False
-        return True
+            if (tv is not dict and tv is not list) or (pass_headers and m.headers):
+                return RECORDS
+            k = m.key
+            if k is not None:
+                if type(k) is not str and type(k) is not bytes:
+                    return RECORDS
+                keyed = True
+        return KEYED if keyed else KEYLESS
 
     def records(self, msgs: Sequence[Message]) -> list[Record]:
         """The records of ``msgs``; raises on the first message that has none (see `records_each`).

@@ -37,7 +37,7 @@ from .clients import RenewableProducer
 from .delivery import Attempt, Deliveries
 from .logs import quiet_repeats
 from .partitioning import Partitioning
-from .records import Record, RecordEncoder
+from .records import KEYED, KEYLESS, Record, RecordEncoder
 from .sink_config import BROKEN_PRODUCER_ERRORS, PERMANENT_ERRORS, SIZE_ERRORS, KafkaSinkConfig
 from .transactions import SharedProducer, exactly_once, transactions_of
 
@@ -120,8 +120,12 @@ class KafkaSink(Sink[KafkaSinkConfig]):
             batch.ack()
             return
         encoder = self._encoder
-        if encoder.plain and encoder.keyless(msgs):
+        shape = encoder.shape(msgs)
+        if shape == KEYLESS:
             await self._deliveries.dispatch(batch, lambda: self._batches.send_keyless(self._producer.current, msgs))
+            return
+        if shape == KEYED:
+            await self._deliveries.dispatch(batch, lambda: self._batches.send_keyed(self._producer.current, msgs))
             return
         rejected: list[tuple[Message, Exception]] = []
         try:

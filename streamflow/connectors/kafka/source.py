@@ -36,7 +36,7 @@ from ...core.errors import ErrorHandler, PipelineFailed
 from ...core.partitions import PartitionListener
 from ...core.registry import SOURCES
 from ...core.stage import Source, StageContext
-from ._aiokafka import Consumer, ConsumerRecord, Producer, TopicPartition, heartbeat_in_callback
+from ._aiokafka import Consumer, ConsumerRecord, Producer, TopicPartition, heartbeat_in_callback, lean_fetches
 from .clients import start_client
 from .decoding import RecordDecoder
 from .logs import quiet_repeats
@@ -91,6 +91,7 @@ class KafkaSource(Source[KafkaSourceConfig]):
         consumer: Consumer = await start_client(lambda: AIOKafkaConsumer(**options),
                                                 f"kafka source {self.name}", c.connect_timeout, log,
                                                 c.bootstrap_servers)
+        lean_fetches(consumer)  # records as fetched, no ConsumerRecord each (read_uncommitted only)
         self._consumer = consumer
         listener = _RebalanceListener(self)
         if c.pattern:
@@ -144,15 +145,19 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 break  # nothing awaits from here until the batch is tracked
             consumer = self._consumer
             assert consumer is not None, "read() before open()"
-            data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms,
-                                          max_records=self.config.batch_size)
+            # everything fetched so far (a lean consumer's position moves per record batch), in batches
+            data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms)
+            size = self.config.batch_size
             for tp, records in data.items():
                 if not records:
                     continue
                 if (self._listeners or self._txn is not None) and tp not in self._readable:
                     consumer.seek(tp, records[0].offset)  # fetched while its listeners run: read it again later
                     continue
-                fetched.append((tp, records))
+                if len(records) <= size:
+                    fetched.append((tp, records))
+                else:
+                    fetched.extend((tp, records[i:i + size]) for i in range(0, len(records), size))
         tp, records = fetched.popleft()
         msgs, decoded = self._decoder.messages(tp.topic, tp.partition, records)
         end = records[-1].offset + 1

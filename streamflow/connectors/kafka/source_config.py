@@ -66,4 +66,4 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
             default_client_id, "group_id", "group_instance_id", "auto_offset_reset", "fetch_max_wait_ms",
             "fetch_max_bytes", "max_partition_fetch_bytes", "session_timeout_ms", "heartbeat_interval_ms",
             "max_poll_interval_ms", "rebalance_timeout_ms", "isolation_level", "metadata_max_age_ms",
-            enable_auto_commit=False, max_poll_records=self.batch_size)
+            enable_auto_commit=False)
