@@ -1,6 +1,6 @@
 """`python -m benchmarks run …`: throughput and memory of streamflow against bare asyncio loops and peers.
 
-    python -m benchmarks run                          # every workload, 3 rounds, peers included
+    python -m benchmarks run                          # every workload, 5 rounds, peers included
     python -m benchmarks run --workload file-enrich --rounds 5 --json results.jsonl
     python -m benchmarks run --smoke                  # tiny N, outputs checked, no peers (the pytest smoke test)
     python -m benchmarks profile file-enrich          # pyinstrument profile of the streamflow variant
@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
                    peers=not args.no_peers, verbose=args.verbose, only_variants=args.variant,
                    reference=args.reference)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    rounds = args.rounds or ("1" if args.smoke else "default (file-enrich 3, kafka-enrich 3, io-enrich 3, memory 2)")
+    rounds = args.rounds or ("1" if args.smoke else "5 (the default)")
     log(f"streamflow benchmarks: {', '.join(names)}; rounds={rounds}{' (smoke)' if args.smoke else ''}; "
         f"work dir {opts.workdir}")
     rows: list[tuple[type[Workload], list[Any]]] = []

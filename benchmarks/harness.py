@@ -124,7 +124,7 @@ class Workload:
     default_n: ClassVar[int]
     smoke_n: ClassVar[int] = 2000
     #: Rounds when ``--rounds`` is not given (the full run must stay within ~15 minutes).
-    default_rounds: ClassVar[int] = 3
+    default_rounds: ClassVar[int] = 5
     #: Seconds one run may take before it is killed.
     timeout: ClassVar[float] = 600.0
 
@@ -418,25 +418,37 @@ def baseline_rate(wl: type[Workload], outcomes: list[Outcome]) -> float:
     return max(rates, default=0.0)
 
 
+def baseline_cpu_rate(wl: type[Workload], outcomes: list[Outcome]) -> float:
+    """Events per CPU-second of the bare loop with the best events/s (the same loop `baseline_rate` takes)."""
+    best = max((o for o in outcomes if o.variant in wl.baselines and o.ok), key=lambda o: o.median, default=None)
+    return best.cpu_median if best is not None else 0.0
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):,.0f}–{max(values):,.0f}"
+
+
 def table(rows: list[tuple[type[Workload], list[Outcome]]]) -> str:
-    """The results table (plain text, aligned)."""
-    header = ("workload", "variant", "n", "median ev/s", "min–max ev/s", "× bare", "ev/cpu-s", "peak RSS MiB",
-              "status")
+    """The results table (plain text, aligned): medians over the rounds, their range, and both ratios
+    to the best bare loop."""
+    header = ("workload", "variant", "n", "median ev/s", "min–max ev/s", "× bare", "ev/cpu-s", "min–max ev/cpu-s",
+              "× bare cpu", "peak RSS MiB", "status")
     lines: list[tuple[str, ...]] = [header]
     for wl, outcomes in rows:
-        base = baseline_rate(wl, outcomes)
+        base, base_cpu = baseline_rate(wl, outcomes), baseline_cpu_rate(wl, outcomes)
         for o in outcomes:
             if o.ok:
-                rates = [r.rate for r in o.runs]
                 ratio = f"{o.median / base:.2f}" if base else "-"
+                cpus = [r.cpu_rate for r in o.runs]
                 cpu = f"{o.cpu_median:,.0f}" if o.cpu_median else "-"
-                lines.append((wl.name, o.variant, f"{o.n:,}", f"{o.median:,.0f}",
-                              f"{min(rates):,.0f}–{max(rates):,.0f}", ratio, cpu, f"{o.peak_rss_mib:,.0f}",
-                              "ok" if o.status == "ok" else o.status))
+                cpu_ratio = f"{o.cpu_median / base_cpu:.2f}" if base_cpu and o.cpu_median else "-"
+                lines.append((wl.name, o.variant, f"{o.n:,}", f"{o.median:,.0f}", _spread([r.rate for r in o.runs]),
+                              ratio, cpu, _spread(cpus) if o.cpu_median else "-", cpu_ratio,
+                              f"{o.peak_rss_mib:,.0f}", "ok" if o.status == "ok" else o.status))
             else:
-                lines.append((wl.name, o.variant, f"{o.n:,}", "-", "-", "-", "-", "-", o.status))
+                lines.append((wl.name, o.variant, f"{o.n:,}", "-", "-", "-", "-", "-", "-", "-", o.status))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6, 7}
+    right = {2, 3, 4, 5, 6, 7, 8, 9}
     out = []
     for k, line in enumerate(lines):
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(line)]

@@ -70,7 +70,6 @@ class KafkaCount(Workload):
     baselines = ("streamflow-memory",)
     default_n = 1_000_000
     smoke_n = 2000
-    default_rounds = 3
     timeout = 900.0
     needs_kafka: ClassVar[bool] = True
     n_cap: ClassVar[dict[str, int]] = {"faust": 5_000}

@@ -26,7 +26,6 @@ class Memory(Workload):
     baselines = ("1M",)
     streamflow_variants = frozenset({"1M", "5M"})
     default_n = 1_000_000
-    default_rounds = 2
     smoke_n = 2000
     timeout = 600.0
 

@@ -54,7 +54,6 @@ class StateRestore(Workload):
     streamflow_variants = frozenset({"memory", "disk"})
     default_n = 1_000_000
     smoke_n = 3000
-    default_rounds = 3
     timeout = 300.0
     needs_kafka: ClassVar[bool] = True
 
