@@ -11,7 +11,6 @@ in the `Attempt` for a later re-send, in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -21,6 +20,10 @@ from .delivery import Attempt, SentRecords, SentValues
 from .partitioning import Partitioning
 from .records import Record, RecordEncoder
 from .sink_config import PERMANENT_ERRORS
+
+#: `Partitioning.key_partitions`: the key cache, the function filling it, the write's keyless partition.
+_KeyPartitions = tuple[dict[str | bytes, tuple[bytes, int]], Callable[[str | bytes], tuple[bytes, int]],
+                       Callable[[], int]]
 
 #: Bytes of a record's key and value below which it cannot exceed the request size (headroom for framing).
 _HEADROOM = 512
@@ -151,20 +154,20 @@ class RecordBatches:
         topic = self._encoder.topic
         assert topic is not None
         try:
-            known, choose = await self._partitioning.key_partitions(producer, topic)
+            known, miss, keyless = await self._partitioning.key_partitions(producer, topic)
         except PERMANENT_ERRORS as exc:
             attempt.reject(msgs, exc)
             return attempt
         except Exception as exc:  # noqa: BLE001 - no metadata (yet): re-sent later
             self._defer(attempt, msgs, exc)
             return attempt
-        await self._send_keyed(attempt, topic, known, choose, msgs)
+        await self._send_keyed(attempt, topic, (known, miss, keyless), msgs)
         return attempt
 
-    async def _send_keyed(self, attempt: Attempt, topic: str, known: dict[bytes, int],
-                          choose: Callable[[bytes | None], int], msgs: list[Message]) -> None:
+    async def _send_keyed(self, attempt: Attempt, topic: str, keys: _KeyPartitions, msgs: list[Message]) -> None:
         """Encode each message's value straight into its partition's record batch; send each batch as it
         fills up, and the rest at the end. Written in one loop on purpose: it runs once per event."""
+        known, miss, keyless = keys
         encode, remake = self._encoder.encode_now, self._encoder.record
         create, send_batch = attempt.producer.create_batch, attempt.producer.send_batch
         limit, near = self._limit, self._limit - _HEADROOM
@@ -173,10 +176,10 @@ class RecordBatches:
         try:
             for pos, m in enumerate(msgs):  # noqa: B007 - pos is read after a send failure
                 key = m.key
-                k = key.encode() if type(key) is str else cast(bytes | None, key)
-                part = known.get(k) if k is not None else None
-                if part is None:
-                    part = choose(k)
+                if key is None:
+                    k, part = None, keyless()
+                else:
+                    k, part = known.get(key) or miss(key)
                 try:
                     value = encode(m.value)
                 except Exception as exc:  # noqa: BLE001 - e.g. a value orjson cannot serialize

@@ -34,17 +34,23 @@ class RecordDecoder:
         # raw values need no decoding: the bytes are the value
         self._codec = None if codec == "raw" else get_codec(codec)
 
-    def messages(self, topic: str, partition: int, records: list[ConsumerRecord]) -> tuple[list[Message], bool]:
-        """The records as messages, values decoded in one pass (`Codec.decode_many`), and whether that
-        worked; if not, the messages have no value yet and `decode_each` tells which ones fail."""
+    def messages(self, topic: str, partition: int,
+                 records: list[ConsumerRecord]) -> tuple[list[Message], bool, int]:
+        """The records as messages, values decoded in one pass (`Codec.decode_many`), whether that
+        worked (if not, the messages have no value yet and `decode_each` tells which ones fail), and
+        the bytes of their values (a batch's `Batch.nbytes`)."""
         raws = [r.value for r in records]
+        try:
+            nbytes = sum(map(len, cast(list[bytes], raws)))  # one C loop; a tombstone raises
+        except TypeError:  # a tombstone
+            nbytes = sum([len(v) for v in raws if v is not None])
         values = self._values(raws)
         decoded = values is not None
         if values is None:
             values = [None] * len(raws)
         msg = Message
         return [msg(d, k, list(h) if (h := r.headers) else None, r.timestamp / 1000, topic, partition, r.offset, v)
-                for r, k, d, v in zip(records, _keys(records), values, raws, strict=True)], decoded
+                for r, k, d, v in zip(records, _keys(records), values, raws, strict=True)], decoded, nbytes
 
     def _values(self, raws: list[bytes | None]) -> list[Any] | None:
         """The decoded values (tombstones stay None), or None when a payload fails to decode."""

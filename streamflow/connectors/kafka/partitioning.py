@@ -28,6 +28,8 @@ class Partitioning:
         self.partitioner = DefaultPartitioner()
         self._turn = -1
         self._key_partitions: dict[str, tuple[tuple[int, ...], dict[bytes, int]]] = {}
+        #: Per topic, as `_key_partitions`: a message's key (str or bytes) -> (its bytes, its partition).
+        self._keys: dict[str, tuple[tuple[int, ...], dict[str | bytes, tuple[bytes, int]]]] = {}
 
     async def keyless(self, producer: Producer, topic: str) -> int:
         """The partition of a write of keyless records to ``topic`` (`sticky` over those with a leader).
@@ -69,25 +71,34 @@ class Partitioning:
                 group.append(r)
         return groups
 
-    async def key_partitions(self, producer: Producer, topic: str) -> tuple[dict[bytes, int],
-                                                                           Callable[[bytes | None], int]]:
-        """For a write that partitions each record itself: the key -> partition cache and the function
-        for what it lacks (it fills the cache; a None key gets the write's `sticky` partition).
+    async def key_partitions(self, producer: Producer, topic: str) -> tuple[
+            dict[str | bytes, tuple[bytes, int]], Callable[[str | bytes], tuple[bytes, int]], Callable[[], int]]:
+        """For a write that partitions each record itself: the cache of key (a message's str or bytes key)
+        -> (key bytes, partition), the function for the keys it lacks (it fills the cache), and the
+        function giving the write's `sticky` partition for keyless records (the same one each call).
 
         Raises as `keyless` does when the topic's metadata is unavailable.
         """
         all_parts = list(await producer.partitions_for(topic))
         available = available_partitions(producer, topic)
         choose = self._chooser(topic, all_parts, available)
+        ident = tuple(all_parts)
+        known = self._keys.get(topic)
+        if known is None or known[0] != ident or len(known[1]) > _KEY_CACHE_SIZE:
+            known = self._keys[topic] = (ident, {})
+        cache = known[1]
         sticky: list[int] = []
 
-        def miss(key: bytes | None) -> int:
-            if key is not None:
-                return choose(key)
+        def miss(key: str | bytes) -> tuple[bytes, int]:
+            k = key.encode() if isinstance(key, str) else key
+            hit = cache[key] = (k, choose(k))
+            return hit
+
+        def keyless() -> int:
             if not sticky:
                 sticky.append(self.sticky(available or all_parts))
             return sticky[0]
-        return self._key_partitions[topic][1], miss
+        return cache, miss, keyless
 
     def _chooser(self, topic: str, all_parts: list[int], available: list[int]) -> Callable[[bytes], int]:
         """key -> partition, as the partitioner chooses it, cached while the partition list holds."""

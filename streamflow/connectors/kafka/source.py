@@ -159,10 +159,10 @@ class KafkaSource(Source[KafkaSourceConfig]):
                 else:
                     fetched.extend((tp, records[i:i + size]) for i in range(0, len(records), size))
         tp, records = fetched.popleft()
-        msgs, decoded = self._decoder.messages(tp.topic, tp.partition, records)
+        msgs, decoded, nbytes = self._decoder.messages(tp.topic, tp.partition, records)
         end = records[-1].offset + 1
         self._next[tp] = end
-        batch = Batch(msgs, [self.tracker.track(tp, end)])
+        batch = Batch(msgs, [self.tracker.track(tp, end)], nbytes=nbytes)
         if not decoded:  # one bad payload: decode each event on its own, the bad ones to on_error
             batch.messages, failed = self._decoder.decode_each(msgs)
             for m, exc in failed:
