@@ -1,4 +1,10 @@
-"""`Document`: a parsed YAML pipeline file that remembers the line and column of every node."""
+"""`Document`: a parsed YAML pipeline file that can tell the line and column of every value.
+
+A file is read into plain values first (`plain_yaml`, from libyaml's events);
+the tree that knows positions (`fast_yaml`) is built only when a position is
+asked for — an error message — or when the plain reader met a problem, which
+the located reading then reports at its line.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from . import fast_yaml
+from . import fast_yaml, plain_yaml
 from .errors import InvalidConfig, Issue
 
 #: A path into the config tree: mapping keys and list indexes.
@@ -50,15 +56,24 @@ class Document:
     located by the override that set them.
     """
 
-    def __init__(self, filename: str, root: Any) -> None:
+    def __init__(self, filename: str, root: Any, text: str | None = None) -> None:
         self.filename = filename
+        #: the values (plain, or ruamel's round-trip tree); ``--set`` overrides change it
         self.root = root
+        #: the YAML text ``root`` was read from, when it is not itself a located tree
+        self._text = text
+        self._located: Any = None if text is not None else root
         #: key path -> ``--set`` expression, for values that came from the command line
         self.overrides: dict[KeyPath, str] = {}
 
     @classmethod
     def parse(cls, text: str, filename: str) -> Document:
-        """Parse YAML text; a syntax error raises `InvalidConfig` with ruamel's line."""
+        """Parse YAML text; a syntax error raises `InvalidConfig` with its line."""
+        if fast_yaml.AVAILABLE:
+            try:
+                return cls(filename, plain_yaml.load(text), text)
+            except Exception:  # noqa: BLE001 - whatever it is, the located reading below reports it
+                pass
         try:
             root = fast_yaml.load(text) if fast_yaml.AVAILABLE else YAML(typ="rt").load(text)
         except (YAMLError, fast_yaml.LIBYAML_ERROR, fast_yaml.FastYamlError) as exc:
@@ -84,25 +99,40 @@ class Document:
         return cls.parse(text, str(path))
 
     # -- positions ----------------------------------------------------------
+    @property
+    def located(self) -> Any:
+        """The tree with positions (`fast_yaml`), read from the text on first use."""
+        if self._located is None and self._text is not None:
+            self._located = fast_yaml.load(self._text)
+        return self._located
+
     def _walk(self, path: KeyPath, at: str) -> tuple[int, tuple[int, int]]:
-        """How many leading parts of ``path`` exist, and the 0-based position of the deepest."""
-        node = self.root
-        lc = getattr(node, "lc", None)
+        """How many leading parts of ``path`` exist, and the 0-based position of the deepest.
+
+        The parts are looked up in `root` (which ``--set`` may have changed) and their positions
+        in `located`, as long as it holds them.
+        """
+        node, here = self.root, self.located
+        lc = getattr(here, "lc", None)
         pos = (lc.line, lc.col) if lc is not None and lc.line is not None else (0, 0)
         depth = 0
         for i, part in enumerate(path):
-            if isinstance(node, CommentedMap) and not isinstance(part, int) and part in node:
-                where = node.lc.key if at == "key" and i == len(path) - 1 else node.lc.value
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                where = node.lc.item
-            else:
+            if not (isinstance(node, dict) and not isinstance(part, int) and part in node
+                    or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
                 break
+            if isinstance(here, CommentedMap) and part in here:
+                where = here.lc.key if at == "key" and i == len(path) - 1 else here.lc.value
+            elif isinstance(here, CommentedSeq) and isinstance(part, int) and 0 <= part < len(here):
+                where = here.lc.item
+            else:
+                where = None  # a value --set put there: no position of its own
             try:
-                line, col = where(part)
-                pos = (line, col)
-            except (KeyError, TypeError, IndexError):  # e.g. keys added by --set or merge keys
+                if where is not None:
+                    line, col = where(part)
+                    pos = (line, col)
+            except (KeyError, TypeError, IndexError):  # e.g. keys added by merge keys
                 pass
-            node = node[part]
+            node, here = node[part], (here[part] if where is not None else None)
             depth += 1
         return depth, pos
 

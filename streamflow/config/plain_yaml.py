@@ -1,0 +1,149 @@
+"""Pipeline files read straight from libyaml's event stream into plain dicts, lists and scalars.
+
+Positions are only needed for error messages, and most files have none: so a
+file is first read into plain values, from the events libyaml's parser emits
+(no node graph, no `Mark` kept, no round-trip containers) — about 5 times
+less CPU than the located tree of `fast_yaml`, which `Document` builds only
+when it has a problem to place. The values are those of that tree, by the
+same rules: plain scalars resolved by YAML 1.2 (`fast_yaml.Scalars`), an
+alias is the anchored object itself (shared, as ruamel makes it;
+`Document.to_plain` bounds the expansion), merge keys (``<<``) add the keys a
+mapping does not have.
+
+This reader only recognises a problem — a duplicate key, a key that is not a
+scalar, a bad merge, an undefined or repeated anchor, a second document, a
+syntax error — it does not describe it: `load` raises `Unsure`, and the
+caller reads the file again with `fast_yaml.load`, which reports the problem
+at its line exactly as it always has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+from yaml import events
+
+from .fast_yaml import MERGE, Scalars
+
+_NO_KEY = object()  # a mapping waiting for its next key
+_MERGE_KEY = object()  # a mapping whose pending key is ``<<``
+
+
+class Unsure(Exception):
+    """The file has a problem (or a construct this reader leaves to `fast_yaml`); read it located."""
+
+
+def load(text: str) -> Any:
+    """The plain values of the single YAML document in ``text`` (None if empty); raises `Unsure`."""
+    try:
+        return _Reader().read(text)
+    except yaml.YAMLError as exc:
+        raise Unsure(str(exc)) from exc
+
+
+class _Reader:
+    """One pass over the events of one document; containers under construction are on a stack."""
+
+    def __init__(self) -> None:
+        self.scalars = Scalars()
+        self.anchors: dict[str, Any] = {}
+        self.containers: list[Any] = []  # the open mappings and sequences, innermost last
+        self.keys: list[Any] = []  # per open container: its pending key (mappings), else _NO_KEY
+        self.merges: list[list[Any] | None] = []  # per open container: what its ``<<`` keys merge
+        self.root: Any = None
+        self.documents = 0
+
+    def read(self, text: str) -> Any:
+        """Every event of the stream in order (the loop is the hot path: plain types checked first)."""
+        scalar_event, alias_event = events.ScalarEvent, events.AliasEvent
+        mapping_start, sequence_start = events.MappingStartEvent, events.SequenceStartEvent
+        mapping_end, sequence_end = events.MappingEndEvent, events.SequenceEndEvent
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            kind = type(event)
+            if kind is scalar_event:
+                self.add(self.scalar(event), event.anchor)
+            elif kind is mapping_start or kind is sequence_start:
+                self.open({} if kind is mapping_start else [], event.anchor)
+            elif kind is mapping_end or kind is sequence_end:
+                self.close()
+            elif kind is alias_event:
+                if event.anchor not in self.anchors:
+                    raise Unsure(f"undefined alias {event.anchor!r}")
+                self.add(self.anchors[event.anchor], None)
+            elif kind is events.DocumentStartEvent:
+                self.documents += 1
+                if self.documents > 1:
+                    raise Unsure("more than one document")
+        return self.root
+
+    def scalar(self, event: Any) -> Any:
+        tag, value = event.tag, event.value
+        if tag is None or tag == "!":
+            if not event.implicit[0]:
+                return value  # quoted: a string
+            if value == "<<":
+                return _MERGE_KEY if self.expects_key() else self.scalars.construct(MERGE, value)
+            return self.scalars.plain(value)
+        if tag == MERGE and self.expects_key():
+            return _MERGE_KEY
+        return self.scalars.construct(tag, value)
+
+    def expects_key(self) -> bool:
+        return bool(self.keys) and self.keys[-1] is _NO_KEY and isinstance(self.containers[-1], dict)
+
+    def open(self, container: Any, anchor: str | None) -> None:
+        self.add(container, anchor, opening=True)
+        self.containers.append(container)
+        self.keys.append(_NO_KEY)
+        self.merges.append(None)
+
+    def close(self) -> None:
+        container = self.containers.pop()
+        self.keys.pop()
+        merged = self.merges.pop()
+        for source in merged or ():
+            if not isinstance(source, dict):
+                raise Unsure("a merge key takes mappings")
+            for key, value in source.items():
+                container.setdefault(key, value)
+        if self.keys and self.keys[-1] is not _NO_KEY and self.keys[-1] is not _MERGE_KEY:
+            self.keys[-1] = _NO_KEY  # a container value completes its mapping entry (added on opening)
+        elif self.keys and self.keys[-1] is _MERGE_KEY:
+            self.merge(container)
+
+    def add(self, value: Any, anchor: str | None, opening: bool = False) -> None:
+        """Place ``value`` in the innermost open container (a mapping takes a key, then a value)."""
+        if anchor is not None:
+            if anchor in self.anchors or value is _MERGE_KEY:
+                raise Unsure(f"duplicate anchor {anchor!r}")
+            self.anchors[anchor] = value
+        if not self.containers:
+            self.root = value
+            return
+        parent = self.containers[-1]
+        if type(parent) is list:
+            parent.append(value)
+            return
+        key = self.keys[-1]
+        if key is _NO_KEY:
+            if opening or isinstance(value, (dict, list)):
+                raise Unsure("a mapping key must be a scalar")
+            if value is not _MERGE_KEY and value in parent:
+                raise Unsure(f"duplicate key {value!r}")
+            self.keys[-1] = value
+        elif key is _MERGE_KEY:
+            if not opening:  # a container merged is taken when it closes
+                self.merge(value)
+        else:
+            parent[key] = value
+            if not opening:
+                self.keys[-1] = _NO_KEY
+
+    def merge(self, value: Any) -> None:
+        """The value of a ``<<`` key: the mapping or the mappings it merges into the open mapping."""
+        merged = self.merges[-1]
+        if merged is None:
+            merged = self.merges[-1] = []
+        merged += value if isinstance(value, list) else [value]
+        self.keys[-1] = _NO_KEY
