@@ -1,20 +1,21 @@
-"""Pipeline files read straight from libyaml's event stream into plain dicts, lists and scalars.
+"""Pipeline files read straight from libyaml's event stream: plain values, and on demand their positions.
 
-Positions are only needed for error messages, and most files have none: so a
-file is first read into plain values, from the events libyaml's parser emits
-(no node graph, no `Mark` kept, no round-trip containers) — about 5 times
-less CPU than the located tree of `fast_yaml`, which `Document` builds only
-when it has a problem to place. The values are those of that tree, by the
+Positions are only needed for error messages, and most files have none. So
+a file is read into plain dicts, lists and scalars from the events libyaml's
+parser emits — no node graph, no round-trip containers, no position kept —
+several times faster than `fast_yaml`'s located tree; `Document` reads it
+again with `load_located` (the same values plus a table of positions) only
+when it has something to place. The values are those of `fast_yaml`, by the
 same rules: plain scalars resolved by YAML 1.2 (`fast_yaml.Scalars`), an
 alias is the anchored object itself (shared, as ruamel makes it;
 `Document.to_plain` bounds the expansion), merge keys (``<<``) add the keys a
 mapping does not have.
 
-This reader only recognises a problem — a duplicate key, a key that is not a
-scalar, a bad merge, an undefined or repeated anchor, a second document, a
-syntax error — it does not describe it: `load` raises `Unsure`, and the
-caller reads the file again with `fast_yaml.load`, which reports the problem
-at its line exactly as it always has.
+This reader only recognises a problem — a syntax error, a duplicate key, a key
+that is not a scalar, a bad merge, an undefined or repeated anchor, a second
+document — it does not describe it: it raises `Unsure`, and the caller reads
+the file with `fast_yaml.load`, which reports the problem at its line exactly
+as it always has.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from yaml import events
 
 from .fast_yaml import MERGE, Scalars
 
+#: Where each container of a located tree is: ``id(container)`` -> (line, column, positions of its
+#: items), 0-based; a mapping's items are ``key -> (key line, key column, value line, value column)``,
+#: a sequence's ``index -> (line, column)``. Keys brought in by a merge (``<<``) have none.
+Positions = dict[int, tuple[int, int, dict[Any, tuple[int, ...]]]]
+
 _NO_KEY = object()  # a mapping waiting for its next key
 _MERGE_KEY = object()  # a mapping whose pending key is ``<<``
 
@@ -36,20 +42,26 @@ class Unsure(Exception):
 
 def load(text: str) -> Any:
     """The plain values of the single YAML document in ``text`` (None if empty); raises `Unsure`."""
-    try:
-        return _Reader().read(text)
-    except yaml.YAMLError as exc:
-        raise Unsure(str(exc)) from exc
+    return _Reader(located=False).read(text)
+
+
+def load_located(text: str) -> tuple[Any, Positions]:
+    """`load`'s values (other objects) and where each of them is in ``text``; raises `Unsure`."""
+    reader = _Reader(located=True)
+    return reader.read(text), reader.positions
 
 
 class _Reader:
     """One pass over the events of one document; containers under construction are on a stack."""
 
-    def __init__(self) -> None:
+    def __init__(self, located: bool) -> None:
+        self.located = located
+        self.positions: Positions = {}
         self.scalars = Scalars()
         self.anchors: dict[str, Any] = {}
         self.containers: list[Any] = []  # the open mappings and sequences, innermost last
         self.keys: list[Any] = []  # per open container: its pending key (mappings), else _NO_KEY
+        self.key_marks: list[Any] = []  # per open container: where its pending key is (located)
         self.merges: list[list[Any] | None] = []  # per open container: what its ``<<`` keys merge
         self.root: Any = None
         self.documents = 0
@@ -59,22 +71,26 @@ class _Reader:
         scalar_event, alias_event = events.ScalarEvent, events.AliasEvent
         mapping_start, sequence_start = events.MappingStartEvent, events.SequenceStartEvent
         mapping_end, sequence_end = events.MappingEndEvent, events.SequenceEndEvent
-        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
-            kind = type(event)
-            if kind is scalar_event:
-                self.add(self.scalar(event), event.anchor)
-            elif kind is mapping_start or kind is sequence_start:
-                self.open({} if kind is mapping_start else [], event.anchor)
-            elif kind is mapping_end or kind is sequence_end:
-                self.close()
-            elif kind is alias_event:
-                if event.anchor not in self.anchors:
-                    raise Unsure(f"undefined alias {event.anchor!r}")
-                self.add(self.anchors[event.anchor], None)
-            elif kind is events.DocumentStartEvent:
-                self.documents += 1
-                if self.documents > 1:
-                    raise Unsure("more than one document")
+        located = self.located
+        try:
+            for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+                kind = type(event)
+                if kind is scalar_event:
+                    self.add(self.scalar(event), event.anchor, located and event.start_mark)
+                elif kind is mapping_start or kind is sequence_start:
+                    self.open({} if kind is mapping_start else [], event.anchor, located and event.start_mark)
+                elif kind is mapping_end or kind is sequence_end:
+                    self.close()
+                elif kind is alias_event:
+                    if event.anchor not in self.anchors:
+                        raise Unsure(f"undefined alias {event.anchor!r}")
+                    self.add(self.anchors[event.anchor], None, located and event.start_mark)
+                elif kind is events.DocumentStartEvent:
+                    self.documents += 1
+                    if self.documents > 1:
+                        raise Unsure("more than one document")
+        except yaml.YAMLError as exc:
+            raise Unsure(str(exc)) from exc
         return self.root
 
     def scalar(self, event: Any) -> Any:
@@ -92,27 +108,31 @@ class _Reader:
     def expects_key(self) -> bool:
         return bool(self.keys) and self.keys[-1] is _NO_KEY and isinstance(self.containers[-1], dict)
 
-    def open(self, container: Any, anchor: str | None) -> None:
-        self.add(container, anchor, opening=True)
+    def open(self, container: Any, anchor: str | None, mark: Any) -> None:
+        self.add(container, anchor, mark, opening=True)
         self.containers.append(container)
         self.keys.append(_NO_KEY)
+        self.key_marks.append(None)
         self.merges.append(None)
+        if mark:
+            self.positions[id(container)] = (mark.line, mark.column, {})
 
     def close(self) -> None:
         container = self.containers.pop()
         self.keys.pop()
+        self.key_marks.pop()
         merged = self.merges.pop()
         for source in merged or ():
             if not isinstance(source, dict):
                 raise Unsure("a merge key takes mappings")
             for key, value in source.items():
                 container.setdefault(key, value)
-        if self.keys and self.keys[-1] is not _NO_KEY and self.keys[-1] is not _MERGE_KEY:
-            self.keys[-1] = _NO_KEY  # a container value completes its mapping entry (added on opening)
-        elif self.keys and self.keys[-1] is _MERGE_KEY:
+        if self.keys and self.keys[-1] is _MERGE_KEY:
             self.merge(container)
+        elif self.keys and self.keys[-1] is not _NO_KEY:
+            self.keys[-1] = _NO_KEY  # a container value completes its mapping entry (added on opening)
 
-    def add(self, value: Any, anchor: str | None, opening: bool = False) -> None:
+    def add(self, value: Any, anchor: str | None, mark: Any, opening: bool = False) -> None:
         """Place ``value`` in the innermost open container (a mapping takes a key, then a value)."""
         if anchor is not None:
             if anchor in self.anchors or value is _MERGE_KEY:
@@ -123,6 +143,8 @@ class _Reader:
             return
         parent = self.containers[-1]
         if type(parent) is list:
+            if mark:
+                self.positions[id(parent)][2][len(parent)] = (mark.line, mark.column)
             parent.append(value)
             return
         key = self.keys[-1]
@@ -131,12 +153,15 @@ class _Reader:
                 raise Unsure("a mapping key must be a scalar")
             if value is not _MERGE_KEY and value in parent:
                 raise Unsure(f"duplicate key {value!r}")
-            self.keys[-1] = value
+            self.keys[-1], self.key_marks[-1] = value, mark
         elif key is _MERGE_KEY:
             if not opening:  # a container merged is taken when it closes
                 self.merge(value)
         else:
             parent[key] = value
+            if mark:
+                key_mark = self.key_marks[-1]
+                self.positions[id(parent)][2][key] = (key_mark.line, key_mark.column, mark.line, mark.column)
             if not opening:
                 self.keys[-1] = _NO_KEY
 
