@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
 from yaml import events
 
 from .fast_yaml import MERGE, Scalars
@@ -59,6 +60,7 @@ class _Reader:
         self.positions: Positions = {}
         self.scalars = Scalars()
         self.anchors: dict[str, Any] = {}
+        self.anchor_marks: dict[str, Any] = {}  # where each anchored value starts (located)
         self.containers: list[Any] = []  # the open mappings and sequences, innermost last
         self.keys: list[Any] = []  # per open container: its pending key (mappings), else _NO_KEY
         self.key_marks: list[Any] = []  # per open container: where its pending key is (located)
@@ -84,12 +86,13 @@ class _Reader:
                 elif kind is alias_event:
                     if event.anchor not in self.anchors:
                         raise Unsure(f"undefined alias {event.anchor!r}")
-                    self.add(self.anchors[event.anchor], None, located and event.start_mark)
+                    # placed where its anchor is, as the located tree of `fast_yaml` places it
+                    self.add(self.anchors[event.anchor], None, located and self.anchor_marks[event.anchor])
                 elif kind is events.DocumentStartEvent:
                     self.documents += 1
                     if self.documents > 1:
                         raise Unsure("more than one document")
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RuamelYAMLError) as exc:  # a syntax error; a tag ruamel cannot construct
             raise Unsure(str(exc)) from exc
         return self.root
 
@@ -137,7 +140,7 @@ class _Reader:
         if anchor is not None:
             if anchor in self.anchors or value is _MERGE_KEY:
                 raise Unsure(f"duplicate anchor {anchor!r}")
-            self.anchors[anchor] = value
+            self.anchors[anchor], self.anchor_marks[anchor] = value, mark
         if not self.containers:
             self.root = value
             return

@@ -74,11 +74,13 @@ class Scalars:
             return self.known[value]
         except KeyError:
             pass
+        result: Any
         if _DECIMAL.match(value):  # most numbers in a config: what ruamel makes of them, without its constructor
-            result = self.known[value] = int(value)
-            return result
-        tag = self.resolve(value)
-        result = self.known[value] = value if tag is None else self.construct(tag, value)
+            result = int(value)
+        else:
+            tag = self.resolve(value)
+            result = value if tag is None else self.construct(tag, value)
+        self.known[value] = result
         return result
 
     def resolve(self, value: str) -> str | None:
