@@ -201,6 +201,11 @@ class _Expansion:
         if self.count > MAX_VALUES:
             self.fail(path, f"the document expands to more than {MAX_VALUES:,} values: YAML aliases (*name) "
                             "repeat too much (an alias bomb?)")
+        kind = type(node)
+        if kind is str:  # most values: no conversion to try
+            return node if self.on_string is None else self.on_string(node, path)
+        if kind is int or kind is float or kind is bool or node is None:
+            return node
         if isinstance(node, (dict, list)):
             return self.container(node, path)
         value = _plain_scalar(node)

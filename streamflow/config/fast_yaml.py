@@ -10,6 +10,11 @@ octal), so a file means the same whichever parser read it. Anchors become
 shared objects, as with ruamel (`Document.to_plain` bounds their expansion);
 merge keys (``<<``) add the keys a mapping does not have; a duplicate key is
 an error, as with ruamel.
+
+`Document` reads a file with `event_yaml` first (plain values, positions on
+demand: several times faster); this tree is what that reading is checked
+against, and what reports a problem at its line when that reading meets one.
+`Scalars` is shared by both.
 """
 
 from __future__ import annotations
