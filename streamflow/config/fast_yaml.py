@@ -10,10 +10,16 @@ octal), so a file means the same whichever parser read it. Anchors become
 shared objects, as with ruamel (`Document.to_plain` bounds their expansion);
 merge keys (``<<``) add the keys a mapping does not have; a duplicate key is
 an error, as with ruamel.
+
+`Document` reads a file with `event_yaml` first (plain values, positions on
+demand: several times faster); this tree is what that reading is checked
+against, and what reports a problem at its line when that reading meets one.
+`Scalars` is shared by both.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
@@ -26,9 +32,12 @@ from ruamel.yaml.resolver import VersionedResolver
 #: Whether libyaml is there (PyYAML built with it); if not, `Document.parse` uses ruamel alone.
 AVAILABLE: bool = bool(getattr(yaml, "__with_libyaml__", False))
 
+#: A decimal integer (ASCII digits, no leading zero, no underscore): int() reads it as ruamel does.
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
 _PLAIN = "!streamflow/plain"  # the tag of a plain scalar, resolved here by YAML 1.2 rules
 _STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
+#: The tag of a merge key (``<<``).
+MERGE = "tag:yaml.org,2002:merge"
 
 
 class FastYamlError(Exception):
@@ -47,8 +56,48 @@ if AVAILABLE:
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             if kind is yaml.ScalarNode and implicit[0]:
-                return _PLAIN if value != "<<" else _MERGE
+                return _PLAIN if value != "<<" else MERGE
             return super().resolve(kind, value, implicit)
+
+
+class Scalars:
+    """Scalars by ruamel's YAML 1.2 rules: plain ones resolved by its implicit resolvers, tagged ones
+    built by its safe constructor."""
+
+    def __init__(self) -> None:
+        ruamel = YAML(typ="safe", pure=True)
+        resolver: VersionedResolver = ruamel.resolver
+        #: ruamel's YAML 1.2 implicit resolvers by first character (looked up once, not per scalar)
+        self.implicit: dict[Any, list[tuple[Any, Any]]] = resolver.versioned_resolver
+        self.constructor: SafeConstructor = ruamel.constructor
+        #: plain scalar text -> its value (scalars are immutable; a file repeats many)
+        self.known: dict[str, Any] = {}
+
+    def plain(self, value: str) -> Any:
+        """The value of a plain (unquoted, untagged) scalar."""
+        try:
+            return self.known[value]
+        except KeyError:
+            pass
+        result: Any
+        if _DECIMAL.match(value):  # most numbers in a config: what ruamel makes of them, without its constructor
+            result = int(value)
+        else:
+            tag = self.resolve(value)
+            result = value if tag is None else self.construct(tag, value)
+        self.known[value] = result
+        return result
+
+    def resolve(self, value: str) -> str | None:
+        """The YAML 1.2 tag of a plain scalar, as ruamel's resolver gives it; None for a string."""
+        for tag, regexp in self.implicit.get(value[:1], ()):
+            if regexp.match(value):
+                return str(tag)
+        return None
+
+    def construct(self, tag: str, value: str) -> Any:
+        """The value of a scalar of ``tag``; raises ruamel's ``ConstructorError`` for a tag it does not know."""
+        return self.constructor.construct_object(ScalarNode(tag, value), deep=True)
 
 
 class _Builder:
@@ -56,11 +105,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.built: dict[int, Any] = {}
-        ruamel = YAML(typ="safe", pure=True)  # YAML 1.2 resolution and scalar construction, as ruamel does
-        resolver: VersionedResolver = ruamel.resolver
-        #: ruamel's YAML 1.2 implicit resolvers by first character (looked up once, not per scalar)
-        self.implicit: dict[Any, list[tuple[Any, Any]]] = resolver.versioned_resolver
-        self.constructor: SafeConstructor = ruamel.constructor
+        self.scalars = Scalars()
 
     def build(self, node: Any) -> Any:
         known = self.built.get(id(node))
@@ -77,17 +122,8 @@ class _Builder:
         if tag == _STR:
             return node.value
         if tag == _PLAIN:
-            tag = self.resolve(node.value)
-            if tag is None:
-                return node.value
-        return self.constructor.construct_object(ScalarNode(tag, node.value), deep=True)
-
-    def resolve(self, value: str) -> str | None:
-        """The YAML 1.2 tag of a plain scalar, as ruamel's resolver gives it; None for a string."""
-        for tag, regexp in self.implicit.get(value[:1], ()):
-            if regexp.match(value):
-                return str(tag)
-        return None
+            return self.scalars.plain(node.value)
+        return self.scalars.construct(tag, node.value)
 
     def sequence(self, node: Any) -> CommentedSeq:
         seq = self.built[id(node)] = CommentedSeq()
@@ -108,7 +144,7 @@ class _Builder:
         positions = lc.data = {}
         merged: list[Any] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            if key_node.tag == MERGE:
                 merged += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 continue
             key = self.build(key_node)

@@ -24,6 +24,7 @@ from ..core.errors import ConfigError
 from ..core.pipeline import Pipeline
 from ..core.refs import resolve
 from ..core.stage import Component, Sink, Source, Transform
+from ..core.tuning import gc_tuned
 from ..observability.logging import register_secret
 from .document import Document, KeyPath, format_path
 from .errors import InvalidConfig, Issue
@@ -53,23 +54,31 @@ def load_yaml(path: str | os.PathLike[str], overrides: Iterable[str] = (),
     enrich ``table``) are checked too (`Component.check_inputs`). Raises
     `InvalidConfig` listing every problem found.
     """
-    doc = Document.read(path)
-    directory = str(Path(path).resolve().parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    return build(doc, overrides, env, check_files)
+    with gc_tuned():
+        doc = Document.read(path)
+        directory = str(Path(path).resolve().parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        return build(doc, overrides, env, check_files)
 
 
 def loads_yaml(text: str, filename: str = "<string>", overrides: Iterable[str] = (),
                env: Mapping[str, str] | None = None) -> Pipeline:
     """Like `load_yaml`, from YAML text; ``filename`` is used in error messages."""
-    return build(Document.parse(text, filename), overrides, env)
+    with gc_tuned():
+        return build(Document.parse(text, filename), overrides, env)
 
 
 def build(doc: Document, overrides: Iterable[str] = (), env: Mapping[str, str] | None = None,
           check_files: bool = False) -> Pipeline:
-    """Validate ``doc`` and assemble its `Pipeline`; raises `InvalidConfig`."""
-    return _Builder(doc, os.environ if env is None else env, check_files).build(overrides)
+    """Validate ``doc`` and assemble its `Pipeline`; raises `InvalidConfig`.
+
+    Loading runs under `gc_tuned`: a file makes tens of thousands of objects that all stay alive
+    until it is built, and the collector's default first generation (700 allocations) traversed
+    them again and again — a third of the CPU time of a 1 MB file.
+    """
+    with gc_tuned():
+        return _Builder(doc, os.environ if env is None else env, check_files).build(overrides)
 
 
 class _Builder:
