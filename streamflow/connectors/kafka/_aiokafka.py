@@ -12,7 +12,11 @@ is the only place that reaches for them:
   ``max_request_size``).
 
 And one thing the source needs: `heartbeat_in_callback`, group heartbeats
-while a rebalance callback runs (the consumer's group coordinator).
+while a rebalance callback runs (the consumer's group coordinator). And one
+thing the clients' start-up needs: `producer_id_refused`, whether a
+producer's ``start()`` failed because the broker gave it no producer id
+(the sender's ``_maybe_wait_for_pid``, where aiokafka raises a refused
+InitProducerId).
 
 ``tests/test_kafka_adapter.py`` fails when aiokafka renames or removes what
 this module relies on (including the names and keywords of the public calls).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from traceback import walk_tb
 from typing import Any, Protocol, cast
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -146,3 +151,20 @@ def heartbeat_in_callback(consumer: Consumer) -> bool:
         return False
     start()
     return True
+
+
+#: The aiokafka function (``Sender._maybe_wait_for_pid``) a refused InitProducerId is raised through.
+WAIT_FOR_PRODUCER_ID = "_maybe_wait_for_pid"
+
+
+def producer_id_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is a producer's start failing on InitProducerId (the broker gave no producer id).
+
+    aiokafka retries InitProducerId while the error is retriable; what escapes
+    its sender's wait for a producer id is the broker's final answer (an
+    error code such as UNKNOWN_SERVER_ERROR, or no version of the request it
+    accepts). aiokafka raises it as a plain error code, so the place it came
+    from is what tells it apart from a failed connection or metadata request.
+    """
+    return any(frame.f_code.co_name == WAIT_FOR_PRODUCER_ID and "aiokafka" in frame.f_code.co_filename
+               for frame, _ in walk_tb(exc.__traceback__))
