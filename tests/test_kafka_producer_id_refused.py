@@ -23,6 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.sender import Sender
 from conftest import KafkaEnv
+from test_kafka_pipeline import run_until
 
 from streamflow import Pipeline
 from streamflow.connectors.kafka import KafkaSink, KafkaSource, _aiokafka
@@ -70,24 +71,6 @@ def agreeing() -> Iterator[KafkaEnv]:
     yield from _kfake(refuse_idempotence=False)
 
 
-async def run_until(pipeline: Pipeline, until: Any) -> Any:
-    """Run ``pipeline`` until the awaitable ``until`` is done, then drain it; its result."""
-    runner = Runner(pipeline, handle_signals=False)
-    task = asyncio.create_task(runner.run())
-    try:
-        waited = asyncio.ensure_future(until)
-        done, _ = await asyncio.wait({task, waited}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waited.cancel()
-            raise AssertionError(f"pipeline ended early: {task.result().summary()}")
-        seen = waited.result()
-    finally:
-        runner.stop()
-        result = await asyncio.wait_for(task, 60)
-    assert result.exit_code == EXIT_OK, result.summary()
-    return seen
-
-
 def test_aiokafka_still_waits_for_the_producer_id_where_the_adapter_looks() -> None:
     assert callable(getattr(Sender, _aiokafka.WAIT_FOR_PRODUCER_ID, None))
 
@@ -132,7 +115,7 @@ async def test_at_least_once_sink_falls_back_warns_once_and_delivers_in_order(
     sink = KafkaSink(bootstrap_servers=refusing.bootstrap, topic=out)
     pipeline = Pipeline("refused", commit_interval=0.2).source(source).sink(sink)
     with caplog.at_level(logging.WARNING, logger="streamflow.kafka.sink"):
-        records = await run_until(pipeline, refusing.consume(
+        records, _ = await run_until(pipeline, refusing.consume(
             out, lambda recs: len(recs) >= n, what="output through the fallback producer"))
 
     fallbacks = [r.getMessage() for r in caplog.records if FALLBACK in r.getMessage()]

@@ -137,9 +137,8 @@ class KfakeBroker:
     def _first_line(self) -> str:
         """The address kfake prints once it listens (it chooses the port when given 0)."""
         assert self.proc is not None and self.proc.stdout is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
-                                  daemon=True)
+        stdout, lines = self.proc.stdout, []
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(self.startup_timeout)
         if not lines or ":" not in lines[0]:
