@@ -54,10 +54,11 @@ def _run(args: argparse.Namespace) -> int:
         for name in names:
             cls = workload_class(name)
             if getattr(cls, "needs_kafka", False) and opts.bootstrap is None:
-                kafka = kafka or start_broker(args.broker, log)
+                kind = args.broker or "kafka"
+                kafka = kafka or start_broker(kind, log)
                 if kafka is None:
-                    rows.append((cls, [_na(cls, opts, v, f"no {args.broker} broker (pass --bootstrap, or install "
-                                                         f"{'Java' if args.broker == 'kafka' else 'Go'})")
+                    needs = "Go" if kind == "kfake" else "Java"
+                    rows.append((cls, [_na(cls, opts, v, f"no {kind} broker (pass --bootstrap or install {needs})")
                                        for v in cls(opts).selected_variants()]))
                     continue
                 opts.bootstrap = kafka.bootstrap
@@ -122,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="tiny N, no peers: checks that every variant is correct")
     run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: $STREAMFLOW_TEST_BOOTSTRAP, "
                      "else a broker started from tests/kafka/broker.py)")
-    run.add_argument("--broker", choices=sorted(BROKERS), default="kafka",
-                     help="the broker started when no --bootstrap is given: kafka (Apache Kafka, a JVM) or kfake "
-                     "(a Kafka-compatible broker in Go, far lighter: the clients' CPU decides); default kafka")
+    run.add_argument("--broker", choices=sorted(BROKERS),
+                     help="start this broker (unless --bootstrap is given; it wins over $STREAMFLOW_TEST_BOOTSTRAP): "
+                     "kafka (Apache Kafka, a JVM; the default) or kfake (a Kafka-compatible broker in Go, far "
+                     "lighter, so the clients' CPU decides)")
     run.add_argument("--no-peers", action="store_true", help="skip the other frameworks")
     run.add_argument("--keep", action="store_true", help="keep the work dir (outputs, child logs)")
     run.add_argument("--reference", metavar="REV", help="also run the streamflow variants of this git revision "
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.set_defaults(func=_profile)
 
     args = parser.parse_args(argv)
-    if getattr(args, "bootstrap", None) is None and args.command in ("run", "profile"):
+    if getattr(args, "bootstrap", None) is None and args.command in ("run", "profile") \
+            and getattr(args, "broker", None) is None:
         import os
 
         args.bootstrap = os.environ.get("STREAMFLOW_TEST_BOOTSTRAP") or None
