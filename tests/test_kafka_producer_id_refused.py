@@ -121,6 +121,7 @@ async def test_at_least_once_sink_falls_back_warns_once_and_delivers_in_order(
     fallbacks = [r.getMessage() for r in caplog.records if FALLBACK in r.getMessage()]
     assert len(fallbacks) == 1, fallbacks
     assert "[Error -1] UnknownError" in fallbacks[0] and "write a record twice" in fallbacks[0]
+    assert not [r for r in caplog.records if r.name.startswith("aiokafka") and "InitProducerId" in r.getMessage()]
     assert not sink._producer.idempotence  # type: ignore[union-attr]
     ids = [orjson.loads(r.value)["id"] for r in records]
     assert sorted(ids) == list(range(n))

@@ -48,8 +48,9 @@ def find_go() -> str:
     """The ``go`` command, or `KfakeError` saying how to get one."""
     go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
     if go is None:
-        raise KfakeError("kfake needs Go 1.26 or newer to build (`go` is not on PATH): install it from "
-                         "https://go.dev/dl or your package manager; modules come from the Go module proxy")
+        raise KfakeError("kfake needs Go 1.26 or newer to build (`go` is not on PATH): install Go (its release "
+                         "tarball into /usr/local/go, or a package; a Go >= 1.21 fetches the 1.26 toolchain "
+                         "itself); the modules come from the Go module proxy")
     return go
 
 
