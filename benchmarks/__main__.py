@@ -3,6 +3,7 @@
     python -m benchmarks run                          # every workload, 5 rounds, peers included
     python -m benchmarks run --workload file-enrich --rounds 5 --json results.jsonl
     python -m benchmarks run --smoke                  # tiny N, outputs checked, no peers (the pytest smoke test)
+    python -m benchmarks run --workload kafka-enrich --broker kfake   # against a broker lighter than a JVM
     python -m benchmarks profile file-enrich          # pyinstrument profile of the streamflow variant
 
 ``child`` is the internal entry point of the per-run subprocesses.
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .brokers import BROKERS, start_broker
 from .harness import (
     RESULT_FILE_ARG,
     Options,
@@ -52,9 +54,11 @@ def _run(args: argparse.Namespace) -> int:
         for name in names:
             cls = workload_class(name)
             if getattr(cls, "needs_kafka", False) and opts.bootstrap is None:
-                kafka = kafka or _start_broker(log)
+                kind = args.broker or "kafka"
+                kafka = kafka or start_broker(kind, log)
                 if kafka is None:
-                    rows.append((cls, [_na(cls, opts, v, "no Kafka broker (pass --bootstrap or install Java)")
+                    needs = "Go" if kind == "kfake" else "Java"
+                    rows.append((cls, [_na(cls, opts, v, f"no {kind} broker (pass --bootstrap or install {needs})")
                                        for v in cls(opts).selected_variants()]))
                     continue
                 opts.bootstrap = kafka.bootstrap
@@ -84,30 +88,6 @@ def _na(cls: type[Workload], opts: Options, variant: str, reason: str) -> Any:
 
     wl = cls(opts)
     return Outcome(cls.name, variant, wl.n, status=f"n/a: {reason}")
-
-
-def _start_broker(log: Any) -> Any:
-    """A local Kafka broker from the test harness (tests/kafka/broker.py), or None if it cannot run."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "tests" / "kafka" / "broker.py"
-    spec = importlib.util.spec_from_file_location("streamflow_kafka_harness", path)
-    if spec is None or spec.loader is None or not path.exists():
-        log(f"no Kafka test harness at {path}")
-        return None
-    harness = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = harness
-    spec.loader.exec_module(harness)
-    log("starting a local Kafka broker (tests/kafka/broker.py) …")
-    broker = harness.KafkaBroker()
-    try:
-        broker.start()
-    except Exception as exc:  # noqa: BLE001 - no Java, no jars …: the kafka workloads are n/a
-        log(f"cannot start a Kafka broker: {exc}")
-        broker.close()
-        return None
-    log(f"broker at {broker.bootstrap}")
-    return broker
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -143,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="tiny N, no peers: checks that every variant is correct")
     run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: $STREAMFLOW_TEST_BOOTSTRAP, "
                      "else a broker started from tests/kafka/broker.py)")
+    run.add_argument("--broker", choices=sorted(BROKERS),
+                     help="start this broker (unless --bootstrap is given; it wins over $STREAMFLOW_TEST_BOOTSTRAP): "
+                     "kafka (Apache Kafka, a JVM; the default) or kfake (a Kafka-compatible broker in Go, far "
+                     "lighter, so the clients' CPU decides)")
     run.add_argument("--no-peers", action="store_true", help="skip the other frameworks")
     run.add_argument("--keep", action="store_true", help="keep the work dir (outputs, child logs)")
     run.add_argument("--reference", metavar="REV", help="also run the streamflow variants of this git revision "
@@ -166,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.set_defaults(func=_profile)
 
     args = parser.parse_args(argv)
-    if getattr(args, "bootstrap", None) is None and args.command in ("run", "profile"):
+    if getattr(args, "bootstrap", None) is None and args.command in ("run", "profile") \
+            and getattr(args, "broker", None) is None:
         import os
 
         args.bootstrap = os.environ.get("STREAMFLOW_TEST_BOOTSTRAP") or None

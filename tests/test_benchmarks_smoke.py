@@ -66,6 +66,17 @@ def test_kafka_workload_produces_correct_output(tmp_path: Path, kafka_broker) ->
 
 
 @pytest.mark.kafka
+def test_kafka_workload_runs_against_the_kfake_broker(tmp_path: Path) -> None:
+    """`--broker kfake`: the run builds and starts kfake (tests/kafka/kfake_broker.py) itself."""
+    rows = run_smoke(tmp_path, "--workload", "kafka-enrich", "--broker", "kfake")
+    got = {r["variant"]: r for r in rows}
+    assert set(got) == {"bare-aiokafka-send", "bare-aiokafka-batch", "streamflow"}
+    for variant, row in got.items():
+        assert row["status"] == "ok", (variant, row["status"])  # "n/a: no kfake broker …" without Go
+        assert row["samples"][0]["events"] == 2000
+
+
+@pytest.mark.kafka
 def test_stateful_workloads_produce_correct_output(tmp_path: Path, kafka_broker) -> None:
     rows = run_smoke(tmp_path, "--workload", "kafka-count", "--workload", "state-restore",
                      "--bootstrap", kafka_broker.bootstrap)

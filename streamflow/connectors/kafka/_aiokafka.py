@@ -16,7 +16,11 @@ is the only place that reaches for them:
 And two things the source needs: `heartbeat_in_callback`, group heartbeats
 while a rebalance callback runs (the consumer's group coordinator), and
 `lean_fetches`, fetched records handed over as aiokafka's record objects
-instead of a ``ConsumerRecord`` made for each (the consumer's fetcher).
+instead of a ``ConsumerRecord`` made for each (the consumer's fetcher). And
+one thing the clients' start-up needs: `producer_id_refused`, whether a
+producer's ``start()`` failed because the broker gave it no producer id
+(the sender's ``_maybe_wait_for_pid``, where aiokafka raises a refused
+InitProducerId).
 
 ``tests/test_kafka_adapter.py`` fails when aiokafka renames or removes what
 this module relies on (including the names and keywords of the public calls).
@@ -28,6 +32,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
+from traceback import walk_tb
 from typing import Any, Protocol, cast
 
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchResult
@@ -244,3 +249,20 @@ class _LeanPartitionRecords:
                 else:
                     yield [r for r in batch if r.offset >= start]
             self.next_fetch_offset = batch.next_offset
+
+
+#: The aiokafka function (``Sender._maybe_wait_for_pid``) a refused InitProducerId is raised through.
+WAIT_FOR_PRODUCER_ID = "_maybe_wait_for_pid"
+
+
+def producer_id_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is a producer's start failing on InitProducerId (the broker gave no producer id).
+
+    aiokafka retries InitProducerId while the error is retriable; what escapes
+    its sender's wait for a producer id is the broker's final answer (an
+    error code such as UNKNOWN_SERVER_ERROR, or no version of the request it
+    accepts). aiokafka raises it as a plain error code, so the place it came
+    from is what tells it apart from a failed connection or metadata request.
+    """
+    return any(frame.f_code.co_name == WAIT_FOR_PRODUCER_ID and "aiokafka" in frame.f_code.co_filename
+               for frame, _ in walk_tb(exc.__traceback__))

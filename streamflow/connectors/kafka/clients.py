@@ -1,4 +1,11 @@
-"""Lifecycle of aiokafka clients: started with connection retries, the sink's producer renewed when broken."""
+"""Lifecycle of aiokafka clients: started with connection retries, the sink's producer renewed when broken.
+
+A client that fails to start is stopped before the error propagates (no
+"Unclosed AIOKafkaProducer"). A broker that refuses producer ids
+(InitProducerId; some Kafka-compatible brokers refuse the version 0 aiokafka
+sends) fails an idempotent or transactional producer with `ProducerIdRefused`;
+the Kafka sink under at-least-once then runs without idempotence, and says so once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from ...core.backoff import Backoff
 from ...core.error_text import describe
-from ._aiokafka import Producer
+from ._aiokafka import Producer, producer_id_refused
 
 log = logging.getLogger("streamflow.kafka.sink")
 
@@ -38,6 +45,36 @@ class _Client(Protocol):
 
 
 ClientT = TypeVar("ClientT", bound=_Client)
+
+
+class ProducerIdRefused(RuntimeError):
+    """The broker gave a producer no producer id: idempotence and transactions are impossible against it."""
+
+
+def refused(what: str, bootstrap: str, exc: BaseException) -> ProducerIdRefused:
+    """The error an idempotent or transactional producer fails with when the broker refuses InitProducerId."""
+    return ProducerIdRefused(
+        f"{what}: the broker at {bootstrap} refused to give a producer id (InitProducerId, which aiokafka "
+        f"sends in version 0, answered {answer(exc)}). Idempotent and transactional producers need one: "
+        "`delivery: exactly_once` cannot run against this broker; at-least-once can (the Kafka sink then "
+        "turns idempotence off itself)")
+
+
+def answer(exc: BaseException) -> str:
+    """A broker's refusal as aiokafka words it (``[Error -1] UnknownError``)."""
+    return str(exc) or type(exc).__name__
+
+
+class _AiokafkaRefusalLog(logging.Filter):
+    """Drops aiokafka's "Unexpected error during InitProducerIdRequest": `ProducerIdRefused` says it better."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unexpected error during InitProducerIdRequest")
+
+
+_SENDER_LOG = logging.getLogger("aiokafka.producer.sender")
+if not any(isinstance(f, _AiokafkaRefusalLog) for f in _SENDER_LOG.filters):
+    _SENDER_LOG.addFilter(_AiokafkaRefusalLog())
 
 
 async def start_client(factory: Callable[[], ClientT], what: str, timeout: float,
@@ -66,16 +103,48 @@ async def start_client(factory: Callable[[], ClientT], what: str, timeout: float
             logger.warning("%s: cannot connect to %s yet (%s); retrying in %.1fs",
                            what, bootstrap, describe(exc), delay)
             await asyncio.sleep(delay)
+        except BaseException as exc:
+            await _stop_failed(client, what, logger)
+            if producer_id_refused(exc):
+                raise refused(what, bootstrap, exc) from exc
+            raise
+
+
+async def _stop_failed(client: _Client, what: str, logger: logging.Logger) -> None:
+    """Stop a client whose start failed (its connections are open), keeping the start's error."""
+    try:
+        await client.stop()
+    except Exception as exc:  # noqa: BLE001 - the start's error is the one to report
+        logger.debug("%s: stopping after a failed start: %s", what, describe(exc))
+
+
+class ProducerFactory(Protocol):
+    """Makes the sink's producer (not started) as its config says; ``idempotence=False`` turns that off."""
+
+    def __call__(self, *, idempotence: bool = True) -> Producer: ...
+
+
+#: The one warning of a sink whose broker refused a producer id (`RenewableProducer`).
+WITHOUT_IDEMPOTENCE = (
+    "%s: the broker at %s refused a producer id (InitProducerId answered %s), so this sink's producer runs "
+    "without idempotence: still acks=all, and records keep their order per partition (aiokafka sends one "
+    "batch per partition at a time), but a retried send can write a record twice")
 
 
 class RenewableProducer:
-    """The Kafka sink's producer: started, replaced by a new one when it broke, stopped in time."""
+    """The Kafka sink's producer (at-least-once): started, replaced by a new one when it broke, stopped in time.
 
-    def __init__(self, what: str, new: Callable[[], Producer], connect_timeout: float,
+    Against a broker that refuses producer ids it falls back to a producer
+    without idempotence, once, with one warning.
+    """
+
+    def __init__(self, what: str, new: ProducerFactory, connect_timeout: float,
                  stop_timeout: float, bootstrap: str) -> None:
         self.what = what
         self.bootstrap = bootstrap
         self._new = new
+        #: False once the broker refused a producer id: every producer from then on is made without idempotence.
+        self.idempotence = True
         self._connect_timeout = connect_timeout
         self._stop_timeout = stop_timeout
         self._current: Producer | None = None
@@ -93,7 +162,21 @@ class RenewableProducer:
         return self._current
 
     async def start(self) -> None:
-        self._current = await start_client(self._new, self.what, self._connect_timeout, log, self.bootstrap)
+        self._current = await self._start(self._connect_timeout)
+
+    async def _start(self, timeout: float) -> Producer:
+        """A started producer: idempotent unless the broker refused a producer id (then never again)."""
+        try:
+            return await start_client(self._make, self.what, timeout, log, self.bootstrap)
+        except ProducerIdRefused as exc:
+            if not self.idempotence:
+                raise
+            self.idempotence = False
+            log.warning(WITHOUT_IDEMPOTENCE, self.what, self.bootstrap, answer(exc.__cause__ or exc))
+            return await start_client(self._make, self.what, timeout, log, self.bootstrap)
+
+    def _make(self) -> Producer:
+        return self._new(idempotence=self.idempotence)
 
     async def renew(self, broken: Producer, error: BaseException) -> None:
         """Replace a producer whose idempotence state is broken (new producer id, fresh sequences).
@@ -107,7 +190,7 @@ class RenewableProducer:
                 return
             log.warning("%s: producer unusable (%s: %s); starting a new one", self.what,
                         type(error).__name__, error)
-            self._current = await start_client(self._new, self.what, math.inf, log, self.bootstrap)
+            self._current = await self._start(math.inf)
         try:
             await asyncio.wait_for(broken.stop(), 5)
         except Exception as exc:  # noqa: BLE001 - it is broken already; its records are re-sent

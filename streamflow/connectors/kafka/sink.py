@@ -74,10 +74,15 @@ class KafkaSink(Sink[KafkaSinkConfig]):
         self._encoder = encoder
         self._batches = RecordBatches(encoder, self._partitioning, self.config.max_request_size)
 
-    def _new_producer(self) -> Producer:
-        """A producer (not started) as the config says; its partitioner is the one `Partitioning` uses."""
+    def _new_producer(self, idempotence: bool = True) -> Producer:
+        """A producer (not started) as the config says; its partitioner is the one `Partitioning` uses.
+
+        ``idempotence=False``: without idempotence whatever the config says (the broker refused it).
+        """
         assert self.ctx is not None, "started by open()"
         options = self.config.producer_options(f"streamflow-{self.ctx.pipeline}-{self.name}")
+        if not idempotence:
+            options["enable_idempotence"] = False
         producer: Producer = AIOKafkaProducer(**options, partitioner=self._partitioning.partitioner)
         return producer
 
