@@ -31,7 +31,7 @@ class WorkerCommand:
     def argv(self, index: int, status_fd: int, lifeline_fd: int) -> list[str]:
         """The command line of worker ``index``."""
         sets = [arg for item in self.overrides for arg in ("--set", item)]
-        return [sys.executable, "-m", "streamflow.workers.worker", "--index", str(index),
+        return [sys.executable, "-m", "streamflow.workers", "--index", str(index),
                 "--status-fd", str(status_fd), "--lifeline-fd", str(lifeline_fd),
                 "--log-format", self.log_format, "--log-level", self.log_level, *sets, self.target]
 

@@ -138,6 +138,8 @@ class Supervisor:
             started = time.monotonic()
             log.info("worker %d started (pid %s)", slot.index, slot.pid)
             code = await slot.wait()
+            if self.stopping and code == 128 + signal.SIGTERM:  # stopped before it handled signals: it had
+                slot.exits[-1] = code = EXIT_OK                  # opened nothing, so nothing was lost
             for listener in self.on_exit:
                 listener(slot)
             if self.stopping or code == EXIT_OK:

@@ -1,6 +1,6 @@
 """One worker process of `streamflow run --workers N`: the pipeline, run as today, told what it is.
 
-The supervisor starts ``python -m streamflow.workers.worker`` with the
+The supervisor starts ``python -m streamflow.workers`` with the
 pipeline's target and ``--set`` overrides, the worker's index, and two pipe
 descriptors:
 
@@ -48,7 +48,7 @@ Watcher = Callable[["Runner"], Awaitable[None]]
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The worker's command line (written by `Supervisor`, not by people)."""
-    parser = argparse.ArgumentParser(prog="python -m streamflow.workers.worker")
+    parser = argparse.ArgumentParser(prog="python -m streamflow.workers")
     parser.add_argument("target")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--index", type=int, required=True)
@@ -115,6 +115,3 @@ def main(argv: list[str] | None = None) -> int:
     log.log(level, "worker %d: %s", args.index, redact(result.summary()), extra=extra)
     return result.exit_code
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
