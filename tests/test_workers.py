@@ -141,13 +141,27 @@ async def test_a_killed_worker_is_restarted_and_a_stop_drains_every_worker(tmp_p
     assert [s.exits[-1] for s in supervisor.slots] == [0, 0]
 
 
-def test_sigterm_is_forwarded_and_every_worker_drains(tmp_path: Path) -> None:
-    path = write(tmp_path, {"type": "generator", "rate": 200, "batch_size": 20})
+def start_supervisor(path: Path, log: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A process running `Supervisor` with 2 workers of ``path``, logging (its and theirs) into ``log``."""
     code = ("from streamflow.observability.logging import setup_logging; from streamflow.workers import *; "
             f"setup_logging('text', 'INFO'); raise SystemExit(Supervisor(WorkerCommand({str(path)!r}), 2).run_sync())")
-    log = tmp_path / "supervisor.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT), log
+
+
+def summaries(text: str) -> dict[str, str]:
+    """Worker index -> events written, from each worker's summary line after its runner stopped."""
+    return dict(re.findall(r"worker (\d): stopped: \d+ in, (\d+) out", text))
+
+
+def in_files(tmp_path: Path) -> dict[str, str]:
+    """Worker index -> events in its output file."""
+    return {str(i): str(lines(tmp_path / f"out-{i}.jsonl")) for i in range(2)}
+
+
+def test_sigterm_is_forwarded_and_every_worker_drains(tmp_path: Path) -> None:
+    path = write(tmp_path, {"type": "generator", "rate": 200, "batch_size": 20})
+    proc, log = start_supervisor(path, tmp_path / "supervisor.log")
     try:
         asyncio.run(until("both workers writing",
                           lambda: lines(tmp_path / "out-0.jsonl") and lines(tmp_path / "out-1.jsonl")))
@@ -158,9 +172,36 @@ def test_sigterm_is_forwarded_and_every_worker_drains(tmp_path: Path) -> None:
             proc.kill()
     text = log.read_text()
     assert "received SIGTERM: stopping the workers" in text
-    summaries = dict(re.findall(r"worker (\d): stopped: \d+ in, (\d+) out", text))
     # each worker's runner got the signal and drained: what it says it wrote is in its file
-    assert summaries == {str(i): str(lines(tmp_path / f"out-{i}.jsonl")) for i in range(2)}, text
+    assert summaries(text) == in_files(tmp_path), text
+
+
+def alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its new parent to reap it does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_workers_stop_gracefully_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    path = write(tmp_path, {"type": "generator", "rate": 200, "batch_size": 20})
+    proc, log = start_supervisor(path, tmp_path / "supervisor.log")
+    asyncio.run(until("both workers writing",
+                      lambda: lines(tmp_path / "out-0.jsonl") and lines(tmp_path / "out-1.jsonl")))
+    pids = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", log.read_text())]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(30)
+    try:
+        asyncio.run(until("the orphaned workers to stop", lambda: not any(alive(pid) for pid in pids), 60))
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "the supervisor is gone; stopping" in text
+    assert summaries(text) == in_files(tmp_path), text
 
 
 # -- /metrics: the workers' metrics as one ------------------------------------------------------------
