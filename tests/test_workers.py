@@ -7,6 +7,7 @@ The Kafka side — workers sharing partitions, kill -9 and restart, nothing lost
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import re
@@ -18,15 +19,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamflow.core.backoff import Backoff
+from streamflow.core.settings import HttpSettings
 from streamflow.workers import Supervisor, WorkerCommand, resolve_workers
 from streamflow.workers.aggregate import MetricsAggregate, parse
 
 ROOT = Path(__file__).resolve().parent.parent
+
+GATED = '''
+import asyncio, os
+from streamflow import Pipeline
+from streamflow.connectors.generator import GeneratorSource
+from streamflow.connectors.files_sink import FileSink
+
+
+class GatedSource(GeneratorSource):
+    """Connects only once the file ``open.gate`` exists (a broker coming up)."""
+
+    async def open(self, ctx):
+        await super().open(ctx)
+        while not os.path.exists("open.gate"):
+            await asyncio.sleep(0.05)
+
+
+pipeline = Pipeline("gated").source(GatedSource(rate=100, batch_size=10)).sink(
+    FileSink(path=f"out-{os.environ.get('STREAMFLOW_WORKER')}.jsonl"))
+'''
 
 FAIL = '''
 def boom(value):
@@ -49,13 +72,17 @@ def lines(path: Path) -> int:
 
 
 async def until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``check`` (maybe async) until truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not (result := check()):
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
-    return result
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +201,33 @@ def test_sigterm_is_forwarded_and_every_worker_drains(tmp_path: Path) -> None:
     assert "received SIGTERM: stopping the workers" in text
     # each worker's runner got the signal and drained: what it says it wrote is in its file
     assert summaries(text) == in_files(tmp_path), text
+
+
+async def get(port: int, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.json()
+
+
+async def ready(port: int) -> bool:
+    return (await get(port, "/readyz"))[0] == 200
+
+
+async def test_readyz_waits_for_every_worker_and_healthz_names_them(tmp_path: Path) -> None:
+    (tmp_path / "gated.py").write_text(GATED)
+    supervisor = Supervisor(WorkerCommand("gated.py"), 2, http=HttpSettings(port=0))
+    task = asyncio.create_task(supervisor.run())
+    port = await until("the ops server", lambda: supervisor.server is not None and supervisor.server.port)
+    await until("both workers serving", lambda: all(s.port for s in supervisor.slots))
+    status, body = await get(port, "/readyz")
+    assert status == 503 and body["not_ready"] == ["0", "1"], body
+    assert "worker 0: pipeline is starting" in body["reason"] and "worker 1: " in body["reason"]
+    status, body = await get(port, "/healthz")
+    assert status == 200 and [w["pid"] for w in body["workers"].values()] == [s.pid for s in supervisor.slots]
+    (tmp_path / "open.gate").touch()
+    await until("/readyz 200", lambda: ready(port))
+    supervisor.stop()
+    assert await task == 0
+    assert all(int(count) > 0 for count in in_files(tmp_path).values())
 
 
 def alive(pid: int) -> bool:

@@ -22,12 +22,16 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..core.backoff import Backoff
 from ..core.result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from ..core.settings import HttpSettings
 from ..core.signals import SIGNALS
 from .slot import WorkerCommand, WorkerSlot
+
+if TYPE_CHECKING:
+    from .server import WorkersServer
 
 log = logging.getLogger("streamflow.workers")
 
@@ -56,6 +60,8 @@ class Supervisor:
         self._stopping = asyncio.Event()
         #: Called with a slot whose process just ended (the ops server keeps its last counters).
         self.on_exit: list[Callable[[WorkerSlot], None]] = []
+        #: The ops server while `run` serves one (its ``port`` is the bound port).
+        self.server: WorkersServer | None = None
 
     @property
     def stopping(self) -> bool:
@@ -71,7 +77,7 @@ class Supervisor:
         if self.http is not None:
             from .server import WorkersServer
 
-            server = WorkersServer(self, self.http)
+            server = self.server = WorkersServer(self, self.http)
             try:
                 await server.start()
             except OSError as exc:
