@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,16 +72,17 @@ def lines(path: Path) -> int:
 
 async def until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll ``check`` (maybe async) until truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+    async def value() -> Any:
         result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
+        return await result if inspect.isawaitable(result) else result
+
+    try:
+        async with asyncio.timeout(timeout):
+            while not (result := await value()):
+                await asyncio.sleep(0.05)
             return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 @pytest.fixture(autouse=True)
