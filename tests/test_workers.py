@@ -50,6 +50,14 @@ pipeline = Pipeline("gated").source(GatedSource(rate=100, batch_size=10)).sink(
     FileSink(path=f"out-{os.environ.get('STREAMFLOW_WORKER')}.jsonl"))
 '''
 
+HANG = '''
+import asyncio
+
+
+async def hang(value):
+    await asyncio.sleep(3600)
+'''
+
 FAIL = '''
 def boom(value):
     raise RuntimeError("this worker always fails")
@@ -198,7 +206,7 @@ def test_sigterm_is_forwarded_and_every_worker_drains(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     text = log.read_text()
-    assert "received SIGTERM: stopping the workers" in text
+    assert "received SIGTERM" in text and "stopping the workers" in text
     # each worker's runner got the signal and drained: what it says it wrote is in its file
     assert summaries(text) == in_files(tmp_path), text
 
@@ -228,6 +236,23 @@ async def test_readyz_waits_for_every_worker_and_healthz_names_them(tmp_path: Pa
     supervisor.stop()
     assert await task == 0
     assert all(int(count) > 0 for count in in_files(tmp_path).values())
+
+
+def test_a_second_signal_aborts_the_workers_and_exits_130(tmp_path: Path) -> None:
+    (tmp_path / "whang.py").write_text(HANG)
+    path = write(tmp_path, {"type": "generator", "rate": 100, "batch_size": 10}, [{"type": "map", "fn": "whang:hang"}])
+    proc, log = start_supervisor(path, tmp_path / "supervisor.log")
+    try:
+        # a worker's ops server starts once its runner handles signals
+        asyncio.run(until("both workers running", lambda: log.read_text().count("serving /metrics") == 2))
+        proc.send_signal(signal.SIGTERM)  # the workers drain, and hang on the stage that never returns
+        asyncio.run(until("the workers draining", lambda: log.read_text().count("draining the pipeline") == 2))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert log.read_text().count("received SIGTERM again") == 3  # the supervisor's, forwarded to both
 
 
 def alive(pid: int) -> bool:

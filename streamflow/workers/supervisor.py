@@ -21,13 +21,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.backoff import Backoff
 from ..core.result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from ..core.settings import HttpSettings
-from ..core.signals import SIGNALS
+from ..core.signals import ShutdownSignals
 from .slot import WorkerCommand, WorkerSlot
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ class Supervisor:
         self.http = http
         self.restart = restart
         self.stable_after = stable_after
-        self.signals = 0
         self.failure: int | None = None
         self._stopping = asyncio.Event()
         #: Called with a slot whose process just ended (the ops server keeps its last counters).
@@ -85,7 +84,7 @@ class Supervisor:
                 return EXIT_FAILED
         log.info("starting %d workers of %s", len(self.slots), self.command.target)
         try:
-            with self._signal_handlers():
+            with ShutdownSignals(self.stop, self._abort).installed(asyncio.get_running_loop()):
                 await asyncio.gather(*(self._keep(slot) for slot in self.slots))
         finally:
             if server is not None:
@@ -107,32 +106,16 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every worker gracefully (SIGTERM) and restart none."""
+        if not self.stopping:
+            log.info("stopping the workers")
         self._stopping.set()
         for slot in self.slots:
             slot.signal(signal.SIGTERM)
 
-    def _on_signal(self, signum: int) -> None:
-        self.signals += 1
-        name = signal.Signals(signum).name
-        if self.signals == 1:
-            log.info("received %s: stopping the workers", name)
-        else:
-            log.warning("received %s again: the workers abort", name)
+    def _abort(self, reason: str) -> None:
+        """A second signal: forwarded too, so the workers abort (exit 130)."""
+        log.warning("%s: the workers abort", reason)
         self.stop()
-
-    @contextlib.contextmanager
-    def _signal_handlers(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        installed = []
-        try:
-            for sig in SIGNALS:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, self._on_signal, sig)
-                    installed.append(sig)
-            yield
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
 
     async def _keep(self, slot: WorkerSlot) -> None:
         """Keep slot ``slot`` filled with a running worker until stopping, giving up, or it finished."""
