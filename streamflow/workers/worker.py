@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from ..core.errors import ConfigError
 from ..core.pipeline import Pipeline
@@ -57,6 +57,21 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-format", default="text")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
+
+
+class WorkerLogs(logging.Filter):
+    """Marks a worker's log records with its index: a ``worker`` field in JSON, ``logger[index]`` in text."""
+
+    def __init__(self, index: int, log_format: str) -> None:
+        super().__init__()
+        self.index = index
+        self.text = log_format != "json"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        if self.text:
+            record.name = f"{record.name}[{self.index}]"
+        return True
 
 
 def worker_pipeline(target: str, overrides: list[str], index: int) -> Pipeline:
@@ -99,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns its exit code (the codes of `streamflow run`)."""
     args = arguments(argv)
     os.environ[WORKER_ENV] = str(args.index)
-    setup_logging(args.log_format, args.log_level)
+    setup_logging(args.log_format, args.log_level).addFilter(WorkerLogs(args.index, args.log_format))
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)  # as the CLI does: 'module:function' names resolve from the current directory
@@ -111,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(args.status_fd, "w") as status:
         result = pipeline.run(watchers=[status_server(status), lifeline(args.lifeline_fd)])
     level = logging.INFO if result.exit_code == EXIT_OK else logging.ERROR
-    extra: dict[str, Any] = {"worker": args.index, "exit_code": result.exit_code}
-    log.log(level, "worker %d: %s", args.index, redact(result.summary()), extra=extra)
+    log.log(level, "worker %d: %s", args.index, redact(result.summary()), extra={"exit_code": result.exit_code})
     return result.exit_code
 
