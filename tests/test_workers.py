@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamflow.core.backoff import Backoff
@@ -309,6 +311,8 @@ def render(aggregate: MetricsAggregate, gauges: dict[int, Any]) -> dict[Any, flo
             return metrics
 
     registry.register(Collected())  # type: ignore[arg-type]
+    openmetrics = samples(openmetrics_families(openmetrics_latest(registry).decode()))  # valid OpenMetrics too
+    assert not any(name.endswith("_created") for name, _ in openmetrics), "start times are not summed"
     return samples(text_string_to_metric_families(generate_latest(registry).decode()))
 
 

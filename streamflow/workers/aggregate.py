@@ -31,8 +31,15 @@ SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def parse(text: str) -> list[Metric]:
-    """The metric families of one worker's ``/metrics`` text (Prometheus text format 0.0.4)."""
-    return list(text_string_to_metric_families(text))
+    """The metric families of one worker's ``/metrics`` text (Prometheus text format 0.0.4).
+
+    The ``X_created`` gauges the text format writes beside a counter or histogram ``X`` are left out:
+    a sum of start times means nothing, and in OpenMetrics they are part of ``X`` (a gauge of that
+    name would clash with it).
+    """
+    families = list(text_string_to_metric_families(text))
+    cumulative = {f.name for f in families if f.type in CUMULATIVE}
+    return [f for f in families if not (f.name.endswith("_created") and f.name[:-len("_created")] in cumulative)]
 
 
 def _key(sample: Sample) -> SampleKey:
