@@ -130,7 +130,8 @@ class WorkersServer(EndpointServer):
         reasons: dict[str, str] = {}
         for slot, _, answer in await self.ask_all("/readyz"):
             if answer is None:
-                reasons[str(slot.index)] = f"worker {slot.index} is {slot.state}, not serving yet"
+                state = "starting" if slot.state == "running" else slot.state
+                reasons[str(slot.index)] = f"worker {slot.index}: {state}"
             elif answer[0] != 200:
                 reasons[str(slot.index)] = f"worker {slot.index}: {_reason(answer[1])}"
         if not reasons:

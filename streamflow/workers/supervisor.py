@@ -121,7 +121,12 @@ class Supervisor:
         """Keep slot ``slot`` filled with a running worker until stopping, giving up, or it finished."""
         failures = 0
         while not self.stopping:
-            await slot.start(self.command)
+            try:
+                await slot.start(self.command)
+            except OSError as exc:  # no process (out of pids, file descriptors, memory): not a crash to retry
+                log.error("worker %d could not start: %s", slot.index, exc)
+                self._give_up(slot, EXIT_FAILED, failures)
+                return
             if self.stopping:  # a signal came while it started
                 slot.signal(signal.SIGTERM)
             started = time.monotonic()
@@ -144,8 +149,10 @@ class Supervisor:
 
     def _give_up(self, slot: WorkerSlot, code: int, failures: int) -> None:
         slot.state = "failed"
-        why = "a config error" if code == EXIT_CONFIG else f"{failures} failures in a row"
-        log.error("worker %d exited with %d: %s, giving up and stopping the other workers", slot.index, code, why)
+        if code == EXIT_CONFIG or failures:
+            why = "a config error" if code == EXIT_CONFIG else f"{failures} failures in a row"
+            log.error("worker %d exited with %d: %s; giving up and stopping the other workers", slot.index, code,
+                      why)
         if self.failure is None:
             self.failure = code
         self.stop()

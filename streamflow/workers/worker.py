@@ -30,7 +30,6 @@ from typing import IO, TYPE_CHECKING
 from ..core.errors import ConfigError
 from ..core.pipeline import Pipeline
 from ..core.result import EXIT_CONFIG, EXIT_OK
-from ..core.settings import HttpSettings
 from ..loading import load
 from ..observability.logging import log_config_error, redact, setup_logging
 from ..observability.server import serve
@@ -75,10 +74,11 @@ class WorkerLogs(logging.Filter):
 
 
 def worker_pipeline(target: str, overrides: list[str], index: int) -> Pipeline:
-    """The pipeline as worker ``index`` runs it: its own ops server on a free loopback port, plain HTTP
-    (only the supervisor scrapes it), and each source told its worker index (`Source.as_worker`)."""
+    """The pipeline as worker ``index`` runs it: each source told its worker index (`Source.as_worker`).
+
+    ``settings.http`` is the supervisor's: the worker serves its own endpoints on a free loopback port,
+    in plain HTTP, for the supervisor alone (`status_server`)."""
     pipeline = load(target, overrides, check_files=True)
-    pipeline.settings = pipeline.settings.model_copy(update={"http": HttpSettings(host="127.0.0.1", port=0)})
     for source in pipeline.sources:
         source.as_worker(index)
     return pipeline
