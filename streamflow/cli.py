@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -43,11 +43,26 @@ def _load(target: str, overrides: tuple[str, ...], check_files: bool = False,
     try:
         return load(target, overrides, check_files=check_files)
     except ConfigError as exc:
-        if log_format == "json":
-            log_config_error(exc)
-        else:
-            click.echo(redact(str(exc)), err=True)
-        raise SystemExit(EXIT_CONFIG) from None
+        _config_error(exc, log_format)
+
+
+def _config_error(exc: ConfigError, log_format: str) -> NoReturn:
+    """Report config errors on stderr (JSON log lines in JSON mode) and exit 2."""
+    if log_format == "json":
+        log_config_error(exc)
+    else:
+        click.echo(redact(str(exc)), err=True)
+    raise SystemExit(EXIT_CONFIG) from None
+
+
+def _workers(value: str) -> int:
+    """``--workers``: a positive integer or ``auto``."""
+    from .workers import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,8 +88,12 @@ def cli() -> None:
               help="Serve /metrics, /healthz and /readyz on this port (overrides settings.http.port).")
 @click.option("--http-host", default=None, envvar="STREAMFLOW_HTTP_HOST", show_envvar=True,
               help="Address the HTTP server binds (default 127.0.0.1; 0.0.0.0 in a container).")
+@click.option("--workers", default="1", envvar="STREAMFLOW_WORKERS", show_envvar=True, show_default=True,
+              metavar="N|auto", callback=lambda ctx, param, value: _workers(value),
+              help="Run N processes of the pipeline (auto: one per core), each a member of its Kafka "
+                   "consumer group, under one supervisor serving /metrics, /healthz and /readyz for all.")
 def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, log_level: str | None,
-        http_port: int | None, http_host: str | None) -> None:
+        http_port: int | None, http_host: str | None, workers: int) -> None:
     """Run PIPELINE until its sources end or it is stopped.
 
     PIPELINE is a YAML file, a Python file (file.py or file.py:attr) or
@@ -87,6 +106,15 @@ def run(target: str, overrides: tuple[str, ...], quiet: bool, log_format: str, l
         http = pipeline.settings.http or HttpSettings()
         update = {k: v for k, v in (("port", http_port), ("host", http_host)) if v is not None}
         pipeline.settings = pipeline.settings.model_copy(update={"http": http.model_copy(update=update)})
+    if workers > 1:  # -- streamflow run --workers N (streamflow/workers/) --
+        from .workers import run_workers
+
+        try:
+            code = run_workers(target, overrides, workers=workers, pipeline=pipeline, log_format=log_format,
+                               log_level=log_level or ("WARNING" if quiet else "INFO"))
+        except ConfigError as exc:
+            _config_error(exc, log_format)
+        raise SystemExit(code)
     watchers = _http_watchers(pipeline)
     if not quiet and log_format == "text" and sys.stderr.isatty():
         from .observability.progress import progress

@@ -232,6 +232,19 @@ class Source(Component[C]):
         """Why this source cannot take part in ``delivery: exactly_once`` (None: it can)."""
         return "only Kafka sources can commit their offsets in a Kafka transaction"
 
+    def scale_out_problem(self) -> str | None:
+        """Why several processes of this pipeline (`streamflow run --workers N`) cannot share this source's
+        input (None: they can, as the members of a Kafka consumer group do)."""
+        return (f"a {self.type_name} source has one input that several processes cannot share "
+                "(each would read all of it); run it with --workers 1")
+
+    def as_worker(self, index: int) -> None:
+        """Become worker ``index`` of several processes sharing the input (`scale_out_problem` is None).
+
+        Called before `open`; a source whose identity must differ per process (a static group member id)
+        derives it here. Default: nothing.
+        """
+
     async def checkpoint(self, positions: dict[Any, Any]) -> None:
         """Write ``positions`` (partition -> resume position) durably. Default: nothing."""
 

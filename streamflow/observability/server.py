@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from ..security.tls import ServerTls
@@ -38,33 +39,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamflow.http")
 
+#: An endpoint: a request in, a response out.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-class OpsServer:
-    """The /metrics, /healthz, /readyz server of one runner; an async context manager.
+class EndpointServer:
+    """An aiohttp server of a few GET endpoints on ``host:port`` (HTTPS with ``tls``); an async context
+    manager. Subclasses name the endpoints in `routes`."""
 
-    >>> async with OpsServer(runner, port=0) as server:
-    ...     print(server.port)
-    """
+    #: What the "serving …" log line names.
+    serving = "/metrics, /healthz, /readyz"
 
-    def __init__(self, runner: Runner, host: str = "127.0.0.1", port: int = 8080,
-                 tls: ServerTls | None = None) -> None:
-        self.runner = runner
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, tls: ServerTls | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.tls = tls
-        self.metrics = PipelineMetrics.for_runner(runner)
         self.port: int | None = None
         self._web: web.AppRunner | None = None
 
+    def routes(self) -> dict[str, Handler]:
+        """Path -> handler of every GET endpoint."""
+        raise NotImplementedError
+
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/metrics", self.handle_metrics)
-        app.router.add_get("/healthz", self.handle_healthz)
-        app.router.add_get("/readyz", self.handle_readyz)
+        for path, handler in self.routes().items():
+            app.router.add_get(path, handler)
         return app
 
     async def start(self) -> int:
@@ -80,8 +84,7 @@ class OpsServer:
             raise
         self._web = runner
         self.port = int(runner.addresses[0][1])
-        log.info("serving /metrics, /healthz, /readyz on %s://%s:%d", "https" if context else "http",
-                 self.host, self.port)
+        log.info("serving %s on %s://%s:%d", self.serving, "https" if context else "http", self.host, self.port)
         return self.port
 
     async def stop(self) -> None:
@@ -89,18 +92,40 @@ class OpsServer:
             web_runner, self._web = self._web, None
             await web_runner.cleanup()
 
-    async def __aenter__(self) -> OpsServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+
+def metrics_response(request: web.Request, registry: CollectorRegistry) -> web.Response:
+    """``registry`` in the format the scraper asks for (Prometheus text, or OpenMetrics), secrets masked."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = redact(encoder(registry).decode())  # a secret in a name or label value: ***
+    return web.Response(body=body.encode(), headers={"Content-Type": content_type})
+
+
+class OpsServer(EndpointServer):
+    """The /metrics, /healthz, /readyz server of one runner; an async context manager.
+
+    >>> async with OpsServer(runner, port=0) as server:
+    ...     print(server.port)
+    """
+
+    def __init__(self, runner: Runner, host: str = "127.0.0.1", port: int = 8080,
+                 tls: ServerTls | None = None) -> None:
+        super().__init__(host, port, tls)
+        self.runner = runner
+        self.metrics = PipelineMetrics.for_runner(runner)
+
+    def routes(self) -> dict[str, Handler]:
+        return {"/metrics": self.handle_metrics, "/healthz": self.handle_healthz, "/readyz": self.handle_readyz}
+
     # -- endpoints ---------------------------------------------------------
     async def handle_metrics(self, request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = redact(encoder(self.metrics.registry).decode())  # a secret in a name or label value: ***
-        return web.Response(body=body.encode(), headers={"Content-Type": content_type})
+        return metrics_response(request, self.metrics.registry)
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
         if not self.runner.healthy:  # stalled, with settings.stall_unhealthy

@@ -130,6 +130,15 @@ class KafkaSource(Source[KafkaSourceConfig]):
     def exactly_once_problem(self) -> str | None:
         return None
 
+    def scale_out_problem(self) -> str | None:
+        return None  # the members of one consumer group share the partitions
+
+    def as_worker(self, index: int) -> None:
+        """One static member id per worker process: ``group_instance_id`` + ``-<index>``."""
+        if self.config.group_instance_id:
+            self.config = self.config.model_copy(
+                update={"group_instance_id": f"{self.config.group_instance_id}-{index}"})
+
     @property
     def transactional_producer(self) -> Callable[[], Producer] | None:
         """Under exactly-once, what the state changelog sends with (the open transaction's producer)."""
