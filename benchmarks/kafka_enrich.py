@@ -40,8 +40,8 @@ PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "byte
 
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
-    variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "quixstreams", "faust", "bytewax",
-                "streamflow-b1000", "streamflow-eos")
+    variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "streamflow-w2", "quixstreams", "faust",
+                "bytewax", "streamflow-b1000", "streamflow-eos")
     extras = frozenset({"streamflow-b1000", "streamflow-eos"})
     peers = frozenset({"quixstreams", "faust", "bytewax"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
@@ -86,7 +86,9 @@ class KafkaEnrich(Workload):
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
         if result.get("unsupported"):
             return result["unsupported"]
-        digest, last_append_ms, committed, misplaced = asyncio.run(read_output(params, params["n"]))
+        digest, (first_append_ms, last_append_ms), committed, misplaced = asyncio.run(read_output(params, params["n"]))
+        if result.get("t_first") is None:  # a variant timed from its first output (`run_workers`)
+            result["t_first"] = first_append_ms / 1000
         error = digest.mismatch(data.expected_enrich_digest(params["n"]))
         if error:
             return error
@@ -139,6 +141,8 @@ class KafkaEnrich(Workload):
             return run_peer(variant, params)
         import uvloop
 
+        if variant == "streamflow-w2":
+            return run_workers(params, 2)
         if variant.startswith("streamflow"):
             variant = "streamflow"
         fn = {"bare-aiokafka-send": bare_send, "bare-aiokafka-batch": bare_batch,
@@ -268,8 +272,8 @@ async def write_once(bootstrap: str, topic: str, n: int, records: Callable[[], I
     return ends
 
 
-async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int, dict[int, int], int]:
-    """Digest of the output topic, the last broker append time (ms), the group's committed offsets, and
+async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, tuple[int, int], dict[int, int], int]:
+    """Digest of the output topic, the first and last broker append times (ms), the group's committed offsets, and
     how many records have the wrong key (not the input's) or sit on another partition than their key's
     other records (a partitioner may differ between clients; a key's records must stay together)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -280,7 +284,7 @@ async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int,
     await consumer.start()
     builder = data.DigestBuilder()
     home: dict[bytes, int] = {}  # key -> the partition of its first record
-    last = misplaced = 0
+    first, last, misplaced = 1 << 62, 0, 0
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -299,12 +303,13 @@ async def read_output(params: dict[str, Any], n: int) -> tuple[data.Digest, int,
                                  != tp.partition)
                 if records:
                     last = max(last, max(r.timestamp for r in records))
+                    first = min(first, min(r.timestamp for r in records))
                 if await consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
     finally:
         await consumer.stop()
     committed = await committed_offsets(bootstrap, params["group"], params["input_topic"])
-    return builder.digest(), last, committed, misplaced
+    return builder.digest(), (first, last), committed, misplaced
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -464,3 +469,67 @@ async def run_streamflow(params: dict[str, Any], p: Any = None) -> dict[str, Any
     if result.exit_code != 0:
         raise RuntimeError(f"pipeline failed: {result.summary()}")
     return sw.result(result.events_in, t_first=marks["first"], t_done=marks["done"])
+
+
+# -- streamflow run --workers N ------------------------------------------------------------------
+#: The kafka-enrich pipeline as YAML, for `streamflow run --workers N`.
+PIPELINE_YAML = """\
+name: kafka-enrich
+source:
+  type: kafka
+  bootstrap_servers: {bootstrap}
+  topics: [{input_topic}]
+  group_id: {group}
+stages:
+  - type: filter
+    fn: benchmarks.data:keep
+  - type: enrich
+    table: {table}
+    key: user_id
+    fields: [segment, region]
+sinks:
+  - type: kafka
+    bootstrap_servers: {bootstrap}
+    topic: {output_topic}
+"""
+
+
+def run_workers(params: dict[str, Any], workers: int) -> dict[str, Any]:
+    """``streamflow run --workers N`` of the pipeline in a subprocess, stopped with SIGTERM once the group
+    has committed the end of the input. Timed from its first output record to its last (the broker's
+    append times); CPU is the supervisor's and the workers' whole processes, start-up included."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    workdir = Path(params.get("workdir") or tempfile.mkdtemp())
+    path = workdir / f"kafka-enrich-{params['group']}.yaml"
+    path.write_text(PIPELINE_YAML.format(**params))
+    ends = {int(p): o for p, o in params["end_offsets"].items()}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    root = Path(__file__).resolve().parent.parent
+    with open(workdir / f"workers-{params['group']}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamflow.cli", "run", str(path), "--workers", str(workers)],
+                                cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(root)})
+        try:
+            deadline = time.monotonic() + 240
+            while asyncio.run(committed_offsets(params["bootstrap"], params["group"], params["input_topic"])) != ends:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamflow --workers {workers} ended or stalled (exit {proc.poll()})")
+                time.sleep(0.5)
+            t_done = time.time()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    if code != 0:
+        raise RuntimeError(f"streamflow --workers {workers} exited {code}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"events": params["n"], "seconds": 0.0, "cpu": round(cpu, 3), "t_first": None, "t_done": t_done,
+            "note": f"{workers} worker processes; CPU includes the start-up of all {workers + 1} processes"}
