@@ -59,7 +59,7 @@ def test_reference_revision_runs_alternating_with_this_tree(tmp_path: Path) -> N
 def test_kafka_workload_produces_correct_output(tmp_path: Path, kafka_broker) -> None:
     rows = run_smoke(tmp_path, "--workload", "kafka-enrich", "--bootstrap", kafka_broker.bootstrap)
     got = {r["variant"]: r for r in rows}
-    assert set(got) == {"bare-aiokafka-send", "bare-aiokafka-batch", "streamflow"}  # no peers in smoke mode
+    assert set(got) == {"bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "streamflow-w2"}  # no peers
     for variant, row in got.items():
         assert row["status"] == "ok", (variant, row["status"])
         assert row["samples"][0]["events"] == 2000
@@ -70,7 +70,7 @@ def test_kafka_workload_runs_against_the_kfake_broker(tmp_path: Path) -> None:
     """`--broker kfake`: the run builds and starts kfake (tests/kafka/kfake_broker.py) itself."""
     rows = run_smoke(tmp_path, "--workload", "kafka-enrich", "--broker", "kfake")
     got = {r["variant"]: r for r in rows}
-    assert set(got) == {"bare-aiokafka-send", "bare-aiokafka-batch", "streamflow"}
+    assert set(got) == {"bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "streamflow-w2"}
     for variant, row in got.items():
         assert row["status"] == "ok", (variant, row["status"])  # "n/a: no kfake broker …" without Go
         assert row["samples"][0]["events"] == 2000
