@@ -157,3 +157,42 @@ async def test_exactly_once_fails_with_the_brokers_refusal(refusing: KafkaEnv) -
     summary = result.summary()
     assert "refused to give a producer id" in summary and "exactly_once" in summary, summary
     assert await refusing.end_offsets(out) in ({}, {0: 0, 1: 0, 2: 0})  # nothing written
+
+
+def _running_total(value: dict[str, int], state: Any) -> dict[str, int]:
+    balance = state.balance.get(0) + value["amount"]
+    state.balance.set(balance)
+    return {**value, "balance": balance}
+
+
+async def test_keyed_state_logs_its_changelog_without_idempotence(
+        refusing: KafkaEnv, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from streamflow.connectors.kafka.source_config import KafkaConnection
+    from streamflow.state.changelog import Changelog, changelog_topic
+    from streamflow.state.stores import open_store
+
+    src, out = await refusing.topic("state-refused-in"), await refusing.topic("state-refused-out")
+    n, accounts = 600, 30
+    await refusing.produce(src, [(f"a{i % accounts}", {"id": i, "amount": i % 7}, (i % accounts) % 3)
+                                 for i in range(n)])
+    name = f"refused-state-{src}"
+    pipeline = (Pipeline(name, commit_interval=0.2)
+                .source(KafkaSource(bootstrap_servers=refusing.bootstrap, topics=[src], group_id=f"g-{src}"))
+                .map(_running_total, state={"balance": "value"}, name="total")
+                .sink(KafkaSink(bootstrap_servers=refusing.bootstrap, topic=out)))
+    with caplog.at_level(logging.WARNING, logger="streamflow.kafka.sink"):
+        await run_until(pipeline, refusing.consume(out, lambda recs: len(recs) >= n, what="running totals"))
+    fallbacks = [r.getMessage() for r in caplog.records if FALLBACK in r.getMessage()]
+    assert any(f.startswith("changelog ") for f in fallbacks), fallbacks  # the changelog fell back too
+    changelog = Changelog(KafkaConnection(bootstrap_servers=refusing.bootstrap),
+                          changelog_topic(name, "balance"), 3)
+    await changelog.start()
+    balances: dict[str, int] = {}
+    try:
+        for p in range(3):
+            store = open_store("memory", tmp_path, "balance", p)
+            await changelog.restore(store)
+            balances.update({k.decode(): orjson.loads(v) for k, v in store.items()})
+    finally:
+        await changelog.stop()
+    assert balances == {f"a{a}": sum(i % 7 for i in range(a, n, accounts)) for a in range(accounts)}

@@ -53,7 +53,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ..connectors.kafka._aiokafka import Admin, Consumer, ConsumerRecord, Producer
-from ..connectors.kafka.clients import start_client
+from ..connectors.kafka.clients import RenewableProducer, start_client
 from ..connectors.kafka.security import KafkaConnection
 from .stores import StateStore
 from .topics import ChangelogError, ensure_compacted_topic
@@ -118,9 +118,14 @@ class Changelog:
         """Connect, and create the topic or check that it fits (`ChangelogError` when it does not)."""
         options = self.connection.client_options(self.client_id)
         if self._transactional is None:
-            self._producer = await start_client(
-                lambda: AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=self.linger_ms),
-                f"changelog {self.topic}", self.connect_timeout, log, self.connection.bootstrap_servers)
+            # a broker that refuses producer ids gets one without idempotence (records carry their source offset)
+            producer = RenewableProducer(
+                f"changelog {self.topic}",
+                lambda *, idempotence=True: AIOKafkaProducer(**options, acks="all", enable_idempotence=idempotence,
+                                                             linger_ms=self.linger_ms),
+                self.connect_timeout, self.connect_timeout, self.connection.bootstrap_servers)
+            await producer.start()
+            self._producer = producer.current
         isolation = "read_uncommitted" if self._transactional is None else "read_committed"
         self._reader = await start_client(
             lambda: AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False,

@@ -126,7 +126,7 @@ class ProducerFactory(Protocol):
 
 #: The one warning of a sink whose broker refused a producer id (`RenewableProducer`).
 WITHOUT_IDEMPOTENCE = (
-    "%s: the broker at %s refused a producer id (InitProducerId answered %s), so this sink's producer runs "
+    "%s: the broker at %s refused a producer id (InitProducerId answered %s), so its producer runs "
     "without idempotence: still acks=all, and records keep their order per partition (aiokafka sends one "
     "batch per partition at a time), but a retried send can write a record twice")
 
