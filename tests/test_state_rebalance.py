@@ -136,7 +136,8 @@ async def test_member_leaves_mid_stream_and_the_survivor_restores_its_state(
     output = await kafka.tail(out)
     try:
         a.start()
-        await output.until(lambda r: len(r) >= 3000, what="a's first outputs")
+        # a has written for every input partition before b joins (else a partition may never be a's first)
+        await output.until(lambda r: len(r) >= 3000 and len(owners(r)) == PARTS, what="a's first outputs")
         b.start()  # half of a's partitions move to b, with the state a built for them
         assert b.proc is not None and a.proc is not None
         b_pid, a_pid = b.proc.pid, a.proc.pid
