@@ -302,10 +302,10 @@ def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     return asyncio.create_task(coro, name=name)
 
 
-def run_pipeline(pipeline: Pipeline, *, handle_signals: bool = True,
-                 watchers: Iterable[Watcher] = (), hooks: Iterable[RunnerHooks] = ()) -> RunResult:
+def run_pipeline(pipeline: Pipeline, *, handle_signals: bool = True, watchers: Iterable[Watcher] = (),
+                 hooks: Iterable[RunnerHooks] = (), tracer: BatchTracer | None = None) -> RunResult:
     """Run ``pipeline`` on a fresh (uv)loop until it ends; returns the `RunResult`."""
-    runner = Runner(pipeline, handle_signals=handle_signals, watchers=watchers, hooks=hooks)
+    runner = Runner(pipeline, handle_signals=handle_signals, watchers=watchers, hooks=hooks, tracer=tracer)
     with asyncio.Runner(loop_factory=new_event_loop) as loop_runner:
         return loop_runner.run(runner.run())
 

@@ -189,8 +189,8 @@ def _upstream(messages: Sequence[Message]) -> tuple[list[SpanContext], Attribute
                 r[0] = off
             elif off > r[1]:
                 r[1] = off
-    contexts = [c for h in carried.values() if (c := span_context_of(h)) is not None]
-    return list(dict.fromkeys(contexts)), _position(ranges)
+    contexts = {(c.trace_id, c.span_id): c for h in carried.values() if (c := span_context_of(h)) is not None}
+    return list(contexts.values()), _position(ranges)
 
 
 def _position(ranges: dict[tuple[str | None, int | None], list[int]]) -> Attributes:
