@@ -154,7 +154,7 @@ class Runner:
             watchers = [asyncio.create_task(w(self), name=f"watcher-{i}") for i, w in enumerate(self.watchers)]
             try:
                 if self.tracer is None:
-                    self.tracer = tracer_for(self.settings, self.pipeline.name)
+                    self.tracer = tracer_for(self.settings.tracing, self.pipeline.name)
                 await self._open(opened)
                 if not self._abort.is_set():
                     self.state = "running" if not self.stopping else "draining"

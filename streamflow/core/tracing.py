@@ -14,13 +14,8 @@ import importlib.util
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from .batch import Batch
-
-if TYPE_CHECKING:
-    from .loops import Output
-    from .settings import PipelineSettings
 
 #: The modules ``settings.tracing: otlp`` needs (the ``otel`` extra).
 OTEL_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
@@ -34,7 +29,8 @@ class BatchTracer(ABC):
         """``read()`` of source ``stage``, traced; the batch it returns carries the read's span."""
 
     @abstractmethod
-    async def process(self, stage: str, batch: Batch, process: Callable[[Batch], Awaitable[Output]]) -> Output:
+    async def process(self, stage: str, batch: Batch,
+                      process: Callable[[Batch], Awaitable[Batch | list[Batch] | None]]) -> Batch | list[Batch] | None:
         """``process(batch)`` of transform ``stage``, traced; its output batches carry the stage's span."""
 
     @abstractmethod
@@ -60,9 +56,9 @@ def missing_tracing_modules() -> list[str]:
     return missing
 
 
-def tracer_for(settings: PipelineSettings, pipeline: str) -> BatchTracer | None:
+def tracer_for(tracing: str, pipeline: str) -> BatchTracer | None:
     """The tracer ``settings.tracing`` asks for: None when off, or when ``OTEL_SDK_DISABLED`` is true."""
-    if settings.tracing == "off" or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if tracing == "off" or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     from ..observability.tracing import otlp_tracer  # the otel extra, checked by the settings
 
