@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -215,13 +216,10 @@ async def test_otlp_exporter_is_configured_by_the_otel_environment(monkeypatch: 
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    server = web.AppRunner(app)
-    await server.setup()
-    site = web.TCPSite(server, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = TestServer(app, host="127.0.0.1")  # a real OTLP/HTTP receiver on a free port
+    await server.start_server()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.port}")
         monkeypatch.setenv("OTEL_SERVICE_NAME", "orders-service")
         monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
         sink = MemorySink(name="out")
@@ -229,7 +227,7 @@ async def test_otlp_exporter_is_configured_by_the_otel_environment(monkeypatch: 
                     .map(lambda v: v + 1, name="inc").sink(sink))
         await run(pipeline, None)  # the run's end flushes the exporter
     finally:
-        await server.cleanup()
+        await server.close()
 
     resource_spans = [rs for req in received for rs in req.resource_spans]
     services = {a.value.string_value for rs in resource_spans for a in rs.resource.attributes

@@ -32,7 +32,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -94,9 +94,7 @@ class PipelineTracer(BatchTracer):
         return batch
 
     async def process(self, stage: str, batch: Batch, process: Callable[[Batch], Awaitable[Output]]) -> Output:
-        came = _trace_of(batch)
-        span = self._tracer.start_span(f"process {stage}", came.context, SpanKind.INTERNAL,
-                                       self._attributes(stage, "transform", batch, came.position))
+        span, came = self._start(f"process {stage}", SpanKind.INTERNAL, stage, "transform", batch)
         with trace.use_span(span, end_on_exit=True):
             result = await process(batch)
             outputs = (result,) if isinstance(result, Batch) else result or ()
@@ -107,9 +105,7 @@ class PipelineTracer(BatchTracer):
         return result
 
     async def write(self, stage: str, batch: Batch, write: Callable[[Batch], Awaitable[None]]) -> None:
-        came = _trace_of(batch)
-        span = self._tracer.start_span(f"write {stage}", came.context, SpanKind.PRODUCER,
-                                       self._attributes(stage, "sink", batch, came.position))
+        span, came = self._start(f"write {stage}", SpanKind.PRODUCER, stage, "sink", batch)
         with trace.use_span(span, end_on_exit=True):
             context = trace.set_span_in_context(span)
             headers = trace_headers(context)
@@ -120,6 +116,13 @@ class PipelineTracer(BatchTracer):
     async def close(self) -> None:
         if self._owns_provider and isinstance(self._provider, SdkTracerProvider):
             await asyncio.to_thread(self._provider.shutdown)  # exports what is buffered (blocking I/O)
+
+    def _start(self, name: str, span_kind: SpanKind, stage: str, kind: str, batch: Batch) -> tuple[Span, _Trace]:
+        """A span of ``batch`` at ``stage``, a child of the batch's last span; and the batch's trace."""
+        came = _trace_of(batch)
+        span = self._tracer.start_span(name, came.context, span_kind,
+                                       self._attributes(stage, kind, batch, came.position))
+        return span, came
 
     def _attributes(self, stage: str, kind: str, batch: Batch, position: Attributes) -> Attributes:
         return {"streamflow.pipeline": self.pipeline, "streamflow.stage": stage, "streamflow.stage.kind": kind,
