@@ -7,6 +7,7 @@ import asyncio
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner
 from streamflow.core.stage import Source, SourceConfig
 from streamflow.core.tracing import OTEL_MODULES
 from streamflow.observability.tracing import PipelineTracer
+from streamflow.testing import run_tests
 
 # Upstream span contexts as a producer would have written them (W3C trace-context examples).
 P1 = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -204,9 +206,10 @@ async def test_otel_sdk_disabled_turns_the_setting_off(monkeypatch: pytest.Monke
     assert runner.tracer is None
 
 
-async def test_otlp_exporter_is_configured_by_the_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``tracing: otlp`` sends the spans to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (a real OTLP/HTTP receiver here),
-    named by ``OTEL_SERVICE_NAME``, sampled by ``OTEL_TRACES_SAMPLER``."""
+@pytest.fixture
+async def otlp(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[ExportTraceServiceRequest]]:
+    """A real OTLP/HTTP receiver on a free port of 127.0.0.1, named by ``OTEL_EXPORTER_OTLP_ENDPOINT``;
+    the export requests it received."""
     received: list[ExportTraceServiceRequest] = []
 
     async def traces(request: web.Request) -> web.Response:
@@ -216,20 +219,27 @@ async def test_otlp_exporter_is_configured_by_the_otel_environment(monkeypatch: 
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    server = TestServer(app, host="127.0.0.1")  # a real OTLP/HTTP receiver on a free port
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.port}")
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.port}")
-        monkeypatch.setenv("OTEL_SERVICE_NAME", "orders-service")
-        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
-        sink = MemorySink(name="out")
-        pipeline = (Pipeline("exported", tracing="otlp").source(MemorySource(values=list(range(30)), batch_size=10))
-                    .map(lambda v: v + 1, name="inc").sink(sink))
-        await run(pipeline, None)  # the run's end flushes the exporter
+        yield received
     finally:
         await server.close()
 
-    resource_spans = [rs for req in received for rs in req.resource_spans]
+
+async def test_otlp_exporter_is_configured_by_the_otel_environment(
+        otlp: list[ExportTraceServiceRequest], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tracing: otlp`` sends the spans to ``OTEL_EXPORTER_OTLP_ENDPOINT``, named by
+    ``OTEL_SERVICE_NAME``, sampled by ``OTEL_TRACES_SAMPLER``."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "orders-service")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    sink = MemorySink(name="out")
+    pipeline = (Pipeline("exported", tracing="otlp").source(MemorySource(values=list(range(30)), batch_size=10))
+                .map(lambda v: v + 1, name="inc").sink(sink))
+    await run(pipeline, None)  # the run's end flushes the exporter
+
+    resource_spans = [rs for req in otlp for rs in req.resource_spans]
     services = {a.value.string_value for rs in resource_spans for a in rs.resource.attributes
                 if a.key == "service.name"}
     assert services == {"orders-service"}
@@ -238,6 +248,29 @@ async def test_otlp_exporter_is_configured_by_the_otel_environment(monkeypatch: 
     exported_ids = {s.span_id.hex() for rs in resource_spans for ss in rs.scope_spans for s in ss.spans
                     if s.name == "write out"}
     assert {m.header("traceparent").split(b"-")[2].decode() for m in sink.messages} == exported_ids  # type: ignore[union-attr]
+
+
+async def test_config_unit_tests_of_a_traced_pipeline_export_nothing(
+        otlp: list[ExportTraceServiceRequest], tmp_path: Path) -> None:
+    """`streamflow test` runs a pipeline's cases untraced, as it runs them without the ops server."""
+    (tmp_path / "traced.yaml").write_text(textwrap.dedent("""\
+        name: traced
+        settings: {tracing: otlp}
+        source: {type: memory, values: [1]}
+        stages: [{type: map, fn: "operator:neg"}]
+        sinks: [{type: memory}]
+        """))
+    (tmp_path / "traced.test.yaml").write_text(textwrap.dedent("""\
+        tests:
+          - name: negates
+            input: [1, 2]
+            expect: {output: [-1, -2]}
+        """))
+    lines: list[str] = []
+    report = await asyncio.to_thread(run_tests, [tmp_path], lines.append)  # its own event loop
+    assert report.exit_code == 0, "\n".join(lines)
+    assert "1 passed" in report.summary()
+    assert otlp == []
 
 
 def test_tracing_setting_is_checked_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
