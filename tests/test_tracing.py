@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from streamflow import Pipeline
 from streamflow.config import InvalidConfig, load_yaml
@@ -85,8 +85,11 @@ async def run(pipeline: Pipeline, tracer: PipelineTracer | None) -> None:
 
 
 async def test_each_batch_has_a_span_per_stage_chained_from_source_to_sink(spans: Spans) -> None:
+    current: set[int] = set()  # the span user code sees as current (its own spans would nest under it)
+
     async def slow_double(v: int) -> int:
         await asyncio.sleep(0)
+        current.add(get_current_span().get_span_context().span_id)
         return v * 2
 
     sink = MemorySink(name="out")
@@ -99,6 +102,7 @@ async def test_each_batch_has_a_span_per_stage_chained_from_source_to_sink(spans
     reads, doubles, thirds, writes = (spans.named(n) for n in
                                       ("read memory", "process double", "process thirds", "write out"))
     assert len(reads) == len(doubles) == len(thirds) == len(writes) == 3  # 250 events in batches of 100
+    assert current == {d.context.span_id for d in doubles}
     by_id = spans.by_id()
     for write in writes:  # walk each chain back from the sink to its source read
         thirds_span = by_id[parent_id(write)]
