@@ -4,6 +4,8 @@ W3C trace context read from the input's headers and written into the output's; n
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import sys
 import textwrap
 from collections import Counter
@@ -27,7 +29,7 @@ from streamflow.core.message import Message
 from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner
 from streamflow.core.stage import Source, SourceConfig
 from streamflow.core.tracing import OTEL_MODULES
-from streamflow.observability.tracing import PipelineTracer
+from streamflow.observability.tracing import PipelineTracer, otlp_tracer
 from streamflow.testing import run_tests
 
 # Upstream span contexts as a producer would have written them (W3C trace-context examples).
@@ -252,6 +254,21 @@ async def test_otlp_exporter_is_configured_by_the_otel_environment(
     exported_ids = {s.span_id.hex() for rs in resource_spans for ss in rs.scope_spans for s in ss.spans
                     if s.name == "write out"}
     assert {m.header("traceparent").split(b"-")[2].decode() for m in sink.messages} == exported_ids  # type: ignore[union-attr]
+
+
+async def test_a_collector_that_is_down_does_not_hold_the_end_of_the_run(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:  # a port nothing listens on: every export is refused, and retried
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    pipeline = Pipeline("down").source(MemorySource(values=[1, 2, 3])).sink(MemorySink(name="out"))
+    tracer = otlp_tracer(pipeline.name)
+    tracer.flush_timeout = 0.2  # instead of FLUSH_TIMEOUT, to keep the test short
+    with caplog.at_level(logging.WARNING, "streamflow.tracing"):
+        await run(pipeline, tracer)
+    assert f"spans not exported within 0.2s are dropped (is the OTLP endpoint http://127.0.0.1:{port}/v1/traces up?)" \
+        in caplog.text
 
 
 async def test_config_unit_tests_of_a_traced_pipeline_export_nothing(

@@ -23,6 +23,10 @@ Each span has the pipeline, stage, batch size and source position as attributes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +41,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from .. import __version__
+from ..connectors.kafka.logs import RepeatFilter
 from ..core.batch import Batch
 from ..core.message import Message
 from ..core.tracing import BatchTracer
@@ -44,7 +49,7 @@ from ..core.tracing import BatchTracer
 if TYPE_CHECKING:
     from ..core.loops import Output
 
-__all__ = ["TRACEPARENT", "TRACESTATE", "PipelineTracer", "otlp_tracer"]
+__all__ = ["FLUSH_TIMEOUT", "TRACEPARENT", "TRACESTATE", "PipelineTracer", "otlp_tracer"]
 
 #: The W3C trace-context headers (https://www.w3.org/TR/trace-context/).
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
@@ -52,6 +57,13 @@ _TRACE_HEADERS = frozenset((TRACEPARENT, TRACESTATE))
 _PROPAGATOR = TraceContextTextMapPropagator()
 #: Source ranges named in ``streamflow.source.position`` before it says how many more there are.
 _MAX_RANGES = 16
+#: Seconds the end of a run waits at most for its last spans to be exported.
+FLUSH_TIMEOUT = 5.0
+#: Loggers of the SDK and exporter that repeat themselves while the collector is down (one line per span).
+NOISY_LOGGERS = ("opentelemetry.sdk._shared_internal", "opentelemetry.exporter.otlp.common.http",
+                 "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+
+log = logging.getLogger("streamflow.tracing")
 
 Attributes = dict[str, AttributeValue]
 
@@ -78,6 +90,8 @@ class PipelineTracer(BatchTracer):
         self._provider = provider
         self._owns_provider = owns_provider
         self.pipeline = pipeline
+        #: Seconds the end of a run waits for the export of the last spans (an owned provider only).
+        self.flush_timeout = FLUSH_TIMEOUT
 
     async def read(self, stage: str, read: Callable[[], Awaitable[Batch | None]]) -> Batch | None:
         started = time.time_ns()
@@ -114,8 +128,31 @@ class PipelineTracer(BatchTracer):
             await write(traced)
 
     async def close(self) -> None:
-        if self._owns_provider and isinstance(self._provider, SdkTracerProvider):
-            await asyncio.to_thread(self._provider.shutdown)  # exports what is buffered (blocking I/O)
+        """Shut down an owned provider, exporting what is buffered, waiting ``flush_timeout`` at most.
+
+        The export runs in a daemon thread: a collector that is down holds neither
+        the event loop nor the end of the run (the exporter itself retries for
+        ``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s by default); what it did not send is dropped.
+        """
+        provider = self._provider
+        if not self._owns_provider or not isinstance(provider, SdkTracerProvider):
+            return
+        loop = asyncio.get_running_loop()
+        flushed: asyncio.Future[None] = loop.create_future()
+
+        def shutdown() -> None:
+            try:
+                provider.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is closed already: nobody waits
+                    loop.call_soon_threadsafe(_settle, flushed)
+
+        threading.Thread(target=shutdown, name="streamflow-tracing-flush", daemon=True).start()
+        try:
+            await asyncio.wait_for(flushed, self.flush_timeout)
+        except TimeoutError:
+            log.warning("tracing: spans not exported within %.1fs are dropped (is the OTLP endpoint %s up?)",
+                        self.flush_timeout, _endpoint())
 
     def _start(self, name: str, span_kind: SpanKind, stage: str, kind: str, batch: Batch) -> tuple[Span, _Trace]:
         """A span of ``batch`` at ``stage``, a child of the batch's last span; and the batch's trace."""
@@ -143,9 +180,25 @@ def otlp_tracer(pipeline: str) -> PipelineTracer:
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: pipeline}))
-    provider = SdkTracerProvider(resource=resource)
+    provider = SdkTracerProvider(resource=resource, shutdown_on_exit=False)  # the run shuts it down
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    repeats = RepeatFilter()
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).addFilter(repeats)
     return PipelineTracer(provider, pipeline, owns_provider=True)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not given up on yet
+        future.set_result(None)
+
+
+def _endpoint() -> str:
+    """Where the OTLP exporter sends spans, as the environment says."""
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces:
+        return traces
+    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/") + "/v1/traces"
 
 
 def trace_headers(context: Context) -> list[tuple[str, bytes]]:
