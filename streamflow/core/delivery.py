@@ -51,7 +51,10 @@ class Delivery:
             stats.batches_in += 1
             started = time.perf_counter()
             self.writing = True
-            await (self._write(batch) if self.tracer is None else self.tracer.write(sink.name, batch, self._write))
+            if self.tracer is None:
+                await self._retrying("write", lambda: sink.write(batch))  # noqa: B023 - awaited at once
+            else:
+                await self.tracer.write(sink.name, batch, self._write)
             self.writing = False
             elapsed = time.perf_counter() - started
             stats.busy_seconds += elapsed
