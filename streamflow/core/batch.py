@@ -19,16 +19,21 @@ class Batch:
     channels (contract 1): the raw size the source read, set by the source or
     computed once by `size` (-1 until then). Derived batches keep it — an
     estimate, as a transform may grow or shrink its events.
+
+    ``trace`` is where the batch is in its trace (the span of the stage that
+    last handled it), set by the pipeline's `BatchTracer` only when tracing is
+    on; derived batches keep it.
     """
 
-    __slots__ = ("messages", "acks", "created", "nbytes")
+    __slots__ = ("messages", "acks", "created", "nbytes", "trace")
 
     def __init__(self, messages: list[Message], acks: list[Ack] | tuple[Ack, ...] = (),
-                 created: float = 0.0, nbytes: int = -1) -> None:
+                 created: float = 0.0, nbytes: int = -1, trace: object = None) -> None:
         self.messages = messages
         self.acks = acks
         self.created = created
         self.nbytes = nbytes
+        self.trace = trace
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -37,8 +42,8 @@ class Batch:
         return iter(self.messages)
 
     def derive(self, messages: list[Message]) -> Batch:
-        """A batch of other messages sharing this batch's acks (not retained) and its size estimate."""
-        return Batch(messages, self.acks, self.created, self.nbytes)
+        """A batch of other messages sharing this batch's acks (not retained), size estimate and trace."""
+        return Batch(messages, self.acks, self.created, self.nbytes, self.trace)
 
     def size(self) -> int:
         """``nbytes``, estimated once from the messages if the source did not set it.

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .backoff import Backoff
+from .batch import Batch
 from .channel import Channel
 from .error_text import describe
 from .errors import PipelineFailed
 from .result import RunnerHooks
 from .stage import Sink
 from .stats import StageStats
+from .tracing import BatchTracer
 
 log = logging.getLogger("streamflow.runner")
 
@@ -30,11 +32,13 @@ class Delivery:
     acknowledges itself (``acks_itself``).
     """
 
-    def __init__(self, sink: Sink[Any], stats: StageStats, hooks: Sequence[RunnerHooks], retry: Backoff) -> None:
+    def __init__(self, sink: Sink[Any], stats: StageStats, hooks: Sequence[RunnerHooks], retry: Backoff,
+                 tracer: BatchTracer | None = None) -> None:
         self.sink = sink
         self.stats = stats
         self.hooks = hooks
         self.retry = retry
+        self.tracer = tracer
         #: Whether a write (or its retries) is running: events wait in it.
         self.writing = False
 
@@ -47,7 +51,10 @@ class Delivery:
             stats.batches_in += 1
             started = time.perf_counter()
             self.writing = True
-            await self._retrying("write", lambda: sink.write(batch))  # noqa: B023 - awaited at once
+            if self.tracer is None:
+                await self._retrying("write", lambda: sink.write(batch))  # noqa: B023 - awaited at once
+            else:
+                await self.tracer.write(sink.name, batch, self._write)
             self.writing = False
             elapsed = time.perf_counter() - started
             stats.busy_seconds += elapsed
@@ -60,6 +67,10 @@ class Delivery:
                 stats.batches_out += 1
                 stats.last_event_at = time.monotonic()
         await self._retrying("flush", sink.flush)
+
+    async def _write(self, batch: Batch) -> None:
+        """``sink.write(batch)``, retried."""
+        await self._retrying("write", lambda: self.sink.write(batch))
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
         """``call()`` until it succeeds, waiting `Backoff.delay` between attempts."""

@@ -18,12 +18,14 @@ from .channel import Channel
 from .result import RunnerHooks
 from .stage import Source, Transform
 from .stats import StageStats
+from .tracing import BatchTracer
 
 #: What `Transform.process`, `tick` and `flush` may return.
 Output: TypeAlias = Batch | list[Batch] | None
 
 
-async def source_loop(src: Source[Any], out: Channel, stats: StageStats, stopping: asyncio.Event) -> None:
+async def source_loop(src: Source[Any], out: Channel, stats: StageStats, stopping: asyncio.Event,
+                      tracer: BatchTracer | None = None) -> None:
     """Put ``src``'s batches into ``out`` until it is exhausted or ``stopping`` is set.
 
     A read still waiting when ``stopping`` is set is cancelled; a batch it
@@ -36,7 +38,7 @@ async def source_loop(src: Source[Any], out: Channel, stats: StageStats, stoppin
     read: asyncio.Future[Batch | None] | None = None
     try:
         while not stopping.is_set():
-            read = asyncio.ensure_future(src.read())
+            read = asyncio.ensure_future(src.read() if tracer is None else tracer.read(src.name, src.read))
             done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if read not in done:
                 read.cancel()
@@ -86,7 +88,7 @@ async def emit(result: Output, out: Channel, stats: StageStats) -> None:
 
 
 async def transform_loop(t: Transform[Any], inp: Channel, out: Channel, stats: StageStats,
-                         hooks: Sequence[RunnerHooks]) -> None:
+                         hooks: Sequence[RunnerHooks], tracer: BatchTracer | None = None) -> None:
     """One batch at a time through ``t``, in order; `Transform.tick` on its timer; flush at the end."""
     next_batch = _ticking_get(t, inp, out, stats) if t.tick_interval else inp.get
     try:
@@ -94,7 +96,7 @@ async def transform_loop(t: Transform[Any], inp: Channel, out: Channel, stats: S
             stats.events_in += len(batch.messages)
             stats.batches_in += 1
             started = time.perf_counter()
-            result = await t.process(batch)
+            result = await (t.process(batch) if tracer is None else tracer.process(t.name, batch, t.process))
             elapsed = time.perf_counter() - started
             stats.busy_seconds += elapsed
             for h in hooks:
@@ -130,7 +132,8 @@ def _ticking_get(t: Transform[Any], inp: Channel, out: Channel,
     return get
 
 
-async def concurrent_transform_loop(t: Transform[Any], inp: Channel, out: Channel, stats: StageStats) -> None:
+async def concurrent_transform_loop(t: Transform[Any], inp: Channel, out: Channel, stats: StageStats,
+                                    tracer: BatchTracer | None = None) -> None:
     """Up to ``t.concurrency`` batches in `process` at once; in input order if ``t.ordered``.
 
     A slot is held from reading a batch until its result is emitted, so at
@@ -138,7 +141,7 @@ async def concurrent_transform_loop(t: Transform[Any], inp: Channel, out: Channe
     """
     results: asyncio.Queue[asyncio.Future[Output] | None] = asyncio.Queue()
     slots = asyncio.Semaphore(t.concurrency)
-    feeder = asyncio.create_task(_feed(t, inp, stats, slots, results))
+    feeder = asyncio.create_task(_feed(t, inp, stats, slots, results, tracer))
     try:
         while (fut := await results.get()) is not None:
             await emit(await fut, out, stats)
@@ -151,7 +154,7 @@ async def concurrent_transform_loop(t: Transform[Any], inp: Channel, out: Channe
 
 
 async def _feed(t: Transform[Any], inp: Channel, stats: StageStats, slots: asyncio.Semaphore,
-                results: asyncio.Queue[asyncio.Future[Output] | None]) -> None:
+                results: asyncio.Queue[asyncio.Future[Output] | None], tracer: BatchTracer | None) -> None:
     """Start `process` on each batch of ``inp`` once a slot is free; queue its future, in input
     order if ``t.ordered``, else once it is done. None is queued last, after every slot is back."""
     try:
@@ -163,7 +166,8 @@ async def _feed(t: Transform[Any], inp: Channel, stats: StageStats, slots: async
                 break
             stats.events_in += len(batch.messages)
             stats.batches_in += 1
-            task = asyncio.ensure_future(t.process(batch))
+            task = asyncio.ensure_future(t.process(batch) if tracer is None
+                                         else tracer.process(t.name, batch, t.process))
             if t.ordered:
                 results.put_nowait(task)
             else:

@@ -226,7 +226,7 @@ class Pipeline:
     def run(self, **options: Any) -> RunResult:
         """Run to completion (or until a signal) on a fresh event loop; returns a `RunResult`.
 
-        ``options`` are `Runner`'s: ``handle_signals``, ``watchers``, ``hooks``.
+        ``options`` are `Runner`'s: ``handle_signals``, ``watchers``, ``hooks``, ``tracer``.
         """
         return self.engine.run(self, **options)
 

@@ -37,6 +37,7 @@ from .signals import ShutdownSignals
 from .stage import Component, Sink, StageContext, Transform
 from .stall import StallDetector
 from .stats import StageStats
+from .tracing import BatchTracer, tracer_for
 from .tuning import gc_tuned, new_event_loop, tune_allocator
 
 __all__ = [
@@ -56,11 +57,14 @@ class Runner:
     """Runs one pipeline. Use `run` inside an event loop, or `run_pipeline` from sync code."""
 
     def __init__(self, pipeline: Pipeline, *, handle_signals: bool = True,
-                 watchers: Iterable[Watcher] = (), hooks: Iterable[RunnerHooks] = ()) -> None:
+                 watchers: Iterable[Watcher] = (), hooks: Iterable[RunnerHooks] = (),
+                 tracer: BatchTracer | None = None) -> None:
         self.pipeline = pipeline.validate()
         #: Hot-path observers; the loops read this very list, so a hook added before the run counts.
         self.hooks = list(hooks)
         self.settings = pipeline.settings
+        #: Spans of every batch at every stage (None: ``settings.tracing`` decides when the run starts).
+        self.tracer = tracer
         self.handle_signals = handle_signals
         self.watchers = list(watchers)
         self.state = "created"  # -> starting -> running -> draining -> stopped
@@ -149,6 +153,8 @@ class Runner:
             opened: list[Component[Any]] = []
             watchers = [asyncio.create_task(w(self), name=f"watcher-{i}") for i, w in enumerate(self.watchers)]
             try:
+                if self.tracer is None:
+                    self.tracer = tracer_for(self.settings.tracing, self.pipeline.name)
                 await self._open(opened)
                 if not self._abort.is_set():
                     self.state = "running" if not self.stopping else "draining"
@@ -161,6 +167,8 @@ class Runner:
                 LogThrottle.flush_all()
                 await self._committer.commit_all(final=True)
                 await self._close(opened)
+                if self.tracer is not None:
+                    await self.tracer.close()
                 for w in watchers:
                     w.cancel()
                 await asyncio.gather(*watchers, return_exceptions=True)
@@ -250,8 +258,8 @@ class Runner:
         """One task per stage, plus the tasks closing the channels with several writers."""
         p, first = self.pipeline, self._links[0]
         assert self._stopping is not None
-        sources = [_task(source_loop(s, first, self.stats[s.name], self._stopping), f"source:{s.name}")
-                   for s in p.sources]
+        sources = [_task(source_loop(s, first, self.stats[s.name], self._stopping, self.tracer),
+                         f"source:{s.name}") for s in p.sources]
         tasks = [*sources, _task(close_after(sources, first), "sources-closer")]
         tasks += [_task(self._transform_loop(i, t), f"transform:{t.name}") for i, t in enumerate(p.transforms)]
         side = p.side_output_sinks()  # fed by their stages: closed once every stage ended
@@ -272,11 +280,11 @@ class Runner:
     def _transform_loop(self, i: int, t: Transform[Any]) -> Coroutine[Any, Any, None]:
         inp, out, stats = self._links[i], self._links[i + 1], self.stats[t.name]
         if t.concurrency <= 1:
-            return transform_loop(t, inp, out, stats, self.hooks)
-        return concurrent_transform_loop(t, inp, out, stats)
+            return transform_loop(t, inp, out, stats, self.hooks, self.tracer)
+        return concurrent_transform_loop(t, inp, out, stats, self.tracer)
 
     def _delivery(self, sink: Sink[Any]) -> Delivery:
-        delivery = Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry)
+        delivery = Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry, self.tracer)
         self._deliveries.append(delivery)
         return delivery
 
@@ -294,10 +302,10 @@ def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     return asyncio.create_task(coro, name=name)
 
 
-def run_pipeline(pipeline: Pipeline, *, handle_signals: bool = True,
-                 watchers: Iterable[Watcher] = (), hooks: Iterable[RunnerHooks] = ()) -> RunResult:
+def run_pipeline(pipeline: Pipeline, *, handle_signals: bool = True, watchers: Iterable[Watcher] = (),
+                 hooks: Iterable[RunnerHooks] = (), tracer: BatchTracer | None = None) -> RunResult:
     """Run ``pipeline`` on a fresh (uv)loop until it ends; returns the `RunResult`."""
-    runner = Runner(pipeline, handle_signals=handle_signals, watchers=watchers, hooks=hooks)
+    runner = Runner(pipeline, handle_signals=handle_signals, watchers=watchers, hooks=hooks, tracer=tracer)
     with asyncio.Runner(loop_factory=new_event_loop) as loop_runner:
         return loop_runner.run(runner.run())
 

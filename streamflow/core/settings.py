@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from ..security.tls import ServerTls
 from .backoff import Backoff
 from .configs import ConfigModel
+from .tracing import missing_tracing_modules
 
 
 class ChannelSettings(ConfigModel):
@@ -60,3 +61,14 @@ class PipelineSettings(ConfigModel):
         "pipeline is stalled: /readyz 503, streamflow_stalled 1, a warning; null: never"))
     stall_unhealthy: bool = Field(False, description=(
         "a stalled pipeline also fails /healthz, so a liveness probe restarts it"))
+    tracing: Literal["off", "otlp"] = Field("off", description=(
+        "`otlp`: a span per batch per stage, exported over OTLP/HTTP as the `OTEL_*` environment "
+        "variables say, with W3C `traceparent` carried through Kafka headers (the `otel` extra)"))
+
+    @field_validator("tracing")
+    @classmethod
+    def _tracing_installed(cls, value: str) -> str:
+        if value != "off" and (missing := missing_tracing_modules()):
+            raise ValueError(f"tracing: {value} needs the `otel` extra (pip install 'streamflow[otel]'); "
+                             f"cannot import {', '.join(missing)}")
+        return value

@@ -50,12 +50,13 @@ def run_case(test: TestCase) -> Outcome:
 
     Sources become one in-memory source of ``input``; each sink becomes an
     in-memory sink of the same name and ``when``; one more collects every
-    output event; the dead-letter sink is in memory too. Raises `ConfigError`
-    for a pipeline that does not load or a stage that does not exist.
+    output event; the dead-letter sink is in memory too; no ops server, no tracing. Raises
+    `ConfigError` for a pipeline that does not load or a stage that does not exist.
     """
     real = load(test.pipeline)
     stages = _stages(test, real)
-    pipeline = Pipeline(real.name, **real.settings.model_copy(update={"http": None}).model_dump())
+    settings = real.settings.model_copy(update={"http": None, "tracing": "off"})
+    pipeline = Pipeline(real.name, **settings.model_dump())
     pipeline.source(MemorySource(name="test.input", values=test.case.input,
                                  batch_size=test.case.batch_size))
     for stage in stages:

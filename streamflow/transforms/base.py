@@ -9,6 +9,7 @@ flight, keeping their order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from abc import abstractmethod
@@ -155,11 +156,14 @@ class EventTransform(Transform[EC]):
 class _BatchCalls:
     """The per-event calls of one batch: results in input order, failures, completion."""
 
-    __slots__ = ("call", "msgs", "results", "failed", "left", "next", "finished", "tasks", "cancelled")
+    __slots__ = ("call", "msgs", "results", "failed", "left", "next", "finished", "tasks", "cancelled",
+                 "context")
 
     def __init__(self, call: Any, msgs: list[Message]) -> None:
         self.call = call
         self.msgs = msgs
+        #: The context the calls run in: the batch's (its trace span), whichever batch's callback starts them.
+        self.context = contextvars.copy_context()
         self.results: list[Any] = [_FAILED] * len(msgs)
         self.failed: list[tuple[int, BaseException]] = []
         self.left = len(msgs)
@@ -226,7 +230,8 @@ class _Launcher:
                 queue.popleft()
             try:
                 coro = run.call(run.msgs[i])
-                task = create_task(coro) if asyncio.iscoroutine(coro) else asyncio.ensure_future(coro)
+                task = (create_task(coro, context=run.context) if asyncio.iscoroutine(coro)
+                        else asyncio.ensure_future(coro))
             except Exception as exc:  # noqa: BLE001 - raised before returning its awaitable
                 run.settle(i, exc=exc)
                 continue
