@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from streamflow import Pipeline
@@ -16,15 +17,19 @@ def connection(server: RedisServer) -> dict[str, Any]:
     return {"url": server.url, "password": server.password}
 
 
-async def run(values: list[Any], *stages: dict[str, Any], sink: Any = None, source: Any = None,
+async def run(values: list[Any], *stages: dict[str, Any] | Callable[[Any], Any], sink: Any = None, source: Any = None,
               batch_size: int = 100, expect: int = EXIT_OK) -> tuple[Any, MemorySink, MemorySink]:
-    """Run ``values`` (or ``source``) through ``stages`` into ``sink``: the source, the output and dead letters."""
+    """Run ``values`` (or ``source``) through ``stages`` (configs, or functions to map with) into ``sink``:
+    the source, the output and the dead letters."""
     src = source or MemorySource(values=values, batch_size=batch_size)
     out, dlq = sink or MemorySink(name="out"), MemorySink(name="dlq")
     p = Pipeline("redis", sink_retry={"backoff": 0.05, "max_backoff": 0.2}, commit_interval=0.05).source(src)
     for stage in stages:
-        stage = dict(stage)
-        p = p.transform(stage.pop("type"), **stage)
+        if callable(stage):
+            p = p.map(stage)
+        else:
+            options = dict(stage)
+            p = p.transform(options.pop("type"), **options)
     result = await Runner(p.sink(out).dead_letter(dlq), handle_signals=False).run()
     assert result.exit_code == expect, result
     return src, out, dlq
