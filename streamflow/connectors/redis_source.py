@@ -91,7 +91,8 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         self._held: dict[str, set[bytes]] = {s: set() for s in cfg.streams}  # ids read and not XACKed
         self._batches = 0
         self._offset = 0
-        self._claim_at = 0.0  # monotonic time of the next XAUTOCLAIM
+        self._claim_at = 0.0  # monotonic time of the next pass of XAUTOCLAIM
+        self._claims: dict[str, Any] = {}  # the streams of a pass still to claim from, and where
         #: Entries read again from this consumer's pending list, taken over from others, XACKed.
         self.replayed = self.claimed = self.acked = 0
 
@@ -129,8 +130,7 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         while True:
             if self._replay:
                 stream, entries = await self._read_pending()
-            elif cfg.claim_idle is not None and time.monotonic() >= self._claim_at:
-                self._claim_at = time.monotonic() + cfg.claim_idle / 2
+            elif self._claims or (cfg.claim_idle is not None and time.monotonic() >= self._claim_at):
                 stream, entries = await self._claim()
             else:
                 stream, entries = await self._read_new()
@@ -154,25 +154,27 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         return stream, entries
 
     async def _claim(self) -> tuple[str | None, list[Entry]]:
-        """Entries other consumers left pending ``claim_idle`` seconds, now this consumer's."""
+        """Entries other consumers left pending ``claim_idle`` seconds, now this consumer's (one XAUTOCLAIM)."""
         cfg = self.config
         assert cfg.claim_idle is not None
-        for stream in cfg.streams:
-            cursor: Any = b"0-0"
-            while True:
-                cursor, entries, *_ = await self._client.xautoclaim(
-                    stream, cfg.group, cfg.consumer, min_idle_time=int(cfg.claim_idle * 1000), start_id=cursor,
-                    count=cfg.batch_size)
-                held = self._held[stream]
-                mine = [e for e in entries if e[0] not in held]  # not the ones this run is still working on
-                if mine:
-                    self.claimed += len(mine)
-                    log.info("redis_stream %s: took over %d entries of %s left pending", self.name, len(mine),
-                             stream)
-                    return stream, mine
-                if cursor in (b"0-0", "0-0"):
-                    break
-        return "", []
+        if not self._claims:  # a new pass over every stream
+            self._claims = dict.fromkeys(cfg.streams, b"0-0")
+        stream, cursor = next(iter(self._claims.items()))
+        cursor, entries, *_ = await self._client.xautoclaim(
+            stream, cfg.group, cfg.consumer, min_idle_time=int(cfg.claim_idle * 1000), start_id=cursor,
+            count=cfg.batch_size)
+        if cursor in (b"0-0", "0-0"):
+            del self._claims[stream]
+            if not self._claims:
+                self._claim_at = time.monotonic() + cfg.claim_idle / 2
+        else:
+            self._claims[stream] = cursor
+        held = self._held[stream]
+        mine = [e for e in entries if e[0] not in held]  # not the ones this run is still working on
+        if mine:
+            self.claimed += len(mine)
+            log.info("redis_stream %s: took over %d entries of %s left pending", self.name, len(mine), stream)
+        return stream, mine
 
     async def _read_new(self) -> tuple[str | None, list[Entry]]:
         """New entries of any stream (follow: waiting up to ``block`` seconds for them)."""
