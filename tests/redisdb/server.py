@@ -3,7 +3,8 @@
 Persistence is off (no RDB snapshots, no AOF): every server starts empty and
 leaves nothing behind. Without ``/usr/bin/redis-server`` (``apt-get install
 redis-server``) starting one raises, so the Redis tests fail rather than skip.
-With ``tls`` (certificate and key files) the server listens with TLS only.
+With ``tls`` (certificate, key and CA files) the server listens with TLS only and
+asks clients for a certificate signed by the CA (mutual TLS).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class RedisServer:
         else:
             cert, key, ca = self.tls
             args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
-                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "yes"]
         if self.password is not None:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.root)
