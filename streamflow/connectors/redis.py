@@ -88,6 +88,12 @@ async def connect(config: RedisConnection, **overrides: Any) -> Any:
     return client
 
 
+async def disconnect(client: Any) -> None:
+    """Close ``client`` and its connections (None: nothing to close)."""
+    if client is not None:
+        await client.aclose()
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the connection failed or timed out, the server is loading, busy or out of memory."""
     exceptions = importlib.import_module("redis.exceptions")

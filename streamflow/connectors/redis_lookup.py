@@ -19,7 +19,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from ..transforms.batch_lookup import LOOKUPS, BatchLookup, Row
-from .redis import RedisConnection, connect
+from .redis import RedisConnection, connect, disconnect
 
 ValueKind = Literal["json", "text", "hash"]
 
@@ -55,9 +55,8 @@ class RedisLookup(BatchLookup):
         self._client = await connect(self.config)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        await disconnect(client)
 
     def store_key(self, key: Any) -> Hashable:
         """The Redis key of an event's key: ``key_prefix`` + the key as text."""

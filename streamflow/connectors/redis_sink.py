@@ -17,8 +17,6 @@ its event to ``on_error``; an event without a key field too.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -26,16 +24,13 @@ import orjson
 from pydantic import Field, model_validator
 
 from ..codecs import CodecName, get_codec
-from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.errors import ErrorHandler, ErrorPolicy, PipelineFailed
 from ..core.message import Message
 from ..core.registry import SINKS
 from ..core.stage import ComponentConfig, Sink, StageContext
-from .redis import RedisConnection, connect, is_transient
+from .redis import RedisConnection, connect, disconnect, is_transient
 from .redis_keys import KeyTemplate
-
-log = logging.getLogger("streamflow.connectors.redis")
 
 Command = Literal["set", "hset", "xadd", "lpush"]
 #: One event's command(s): the Redis command with its arguments, and PEXPIRE after it when needed.
@@ -87,7 +82,6 @@ class RedisSink(Sink[RedisSinkConfig]):
         self.codec = get_codec(cfg.codec)
         self.key = KeyTemplate(cfg.key)
         self._client: Any = None
-        self._retry = Backoff()
         self.errors = ErrorHandler(self.name, cfg.on_error)
         self._ttl_ms = None if cfg.ttl is None else max(1, round(cfg.ttl * 1000))
         #: Pipelines Redis answered (what the tests look at).
@@ -99,15 +93,12 @@ class RedisSink(Sink[RedisSinkConfig]):
 
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
-        if ctx.settings is not None:
-            self._retry = ctx.settings.sink_retry
         self.errors = ctx.error_handler(self.config.on_error)
         self._client = await connect(self.config)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        await disconnect(client)
 
     def commands(self, value: Any) -> Commands:
         """The command(s) writing one event value (raises for an event that cannot be written)."""
@@ -147,30 +138,15 @@ class RedisSink(Sink[RedisSinkConfig]):
             except (TypeError, ValueError, KeyError) as exc:
                 failed.append((m, exc))
         if planned:
-            failed += await self._send_retrying(planned)
-        for m, error in failed:  # after Redis answered: the others are written whatever the policy does
-            await self.errors.handle(m, error, None, batch)
-
-    async def _send_retrying(self, planned: list[tuple[Message, Commands]]) -> list[tuple[Message, Exception]]:
-        """Send every event's commands until Redis answered them; the events it refused, with why."""
-        attempt = 0
-        while True:
-            attempt += 1
             try:
-                return await self._send(planned)
-            except Exception as exc:  # noqa: BLE001 - redis-py raises many types; classified below
+                failed += await self._send(planned)
+            except Exception as exc:  # noqa: BLE001 - redis-py raises many types; classified here
                 if not is_transient(exc):
                     raise PipelineFailed(f"redis sink {self.name!r}: writing failed: {type(exc).__name__}: "
                                          f"{exc}") from exc
-                if self._retry.exhausted(attempt):
-                    raise PipelineFailed(f"redis sink {self.name!r}: writing failed {attempt} times: "
-                                         f"{type(exc).__name__}: {exc}") from exc
-                if self.ctx is not None:
-                    self.ctx.stats.retries += 1
-                delay = self._retry.delay(attempt)
-                log.warning("redis sink %s: %s: %s; retry %d in %.2fs", self.name, type(exc).__name__, exc,
-                            attempt, delay)
-                await asyncio.sleep(delay)
+                raise  # the runner writes the batch again on `sink_retry`, holding the source back
+        for m, error in failed:  # after Redis answered: the others are written whatever the policy does
+            await self.errors.handle(m, error, None, batch)
 
     async def _send(self, planned: list[tuple[Message, Commands]]) -> list[tuple[Message, Exception]]:
         """One pipeline of the batch's commands; a transient refusal raises (the batch is sent again)."""

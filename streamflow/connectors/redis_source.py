@@ -34,7 +34,7 @@ from ..core.errors import ErrorHandler
 from ..core.message import Message
 from ..core.registry import SOURCES
 from ..core.stage import Source, SourceConfig, StageContext
-from .redis import RedisConnection, connect
+from .redis import RedisConnection, connect, disconnect
 
 log = logging.getLogger("streamflow.connectors.redis")
 
@@ -121,9 +121,8 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
                 raise
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        await disconnect(client)
 
     async def read(self) -> Batch | None:
         cfg = self.config

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.local_servers import free_port, stop_process
+
 PASSWORD = "r3dis-s3cret"
 
 
@@ -26,13 +28,6 @@ def binary() -> str:
     if found is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -80,11 +75,5 @@ class RedisServer:
         raise RuntimeError("redis-server did not accept connections in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
