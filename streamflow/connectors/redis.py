@@ -94,6 +94,17 @@ async def disconnect(client: Any) -> None:
         await client.aclose()
 
 
+def no_retry() -> Any:
+    """redis-py's retry policy of no retries: a command that failed is not sent again behind our back.
+
+    The streams source needs it: an XREADGROUP whose answer was lost and that the
+    client sent again has delivered entries nobody saw (they stay pending).
+    """
+    redis_module()  # the clear error when redis-py is missing
+    retry = importlib.import_module("redis.asyncio.retry")
+    return retry.Retry(importlib.import_module("redis.backoff").NoBackoff(), 0)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the connection failed or timed out, the server is loading, busy or out of memory."""
     exceptions = importlib.import_module("redis.exceptions")

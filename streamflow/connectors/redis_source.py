@@ -11,6 +11,10 @@ new ones (``>``); with ``claim_idle`` it also takes over entries another
 consumer has left pending that long (``XAUTOCLAIM``: a consumer that is gone
 for good, such as a replaced container).
 
+A lost connection or a timeout is retried on ``retry``; the pending list is
+then read again (redis-py's own retries are off here: an XREADGROUP sent
+again after its answer was lost delivers entries no one would see).
+
 An entry's fields become the event (a mapping of strings), or with
 ``payload_field`` that one field decoded by ``codec``; one that does not
 decode goes to ``on_error``. The entry id is the ``redis.id`` header and its
@@ -19,6 +23,7 @@ time the event's timestamp.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import socket
@@ -29,12 +34,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..codecs import CodecName, get_codec
+from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.errors import ErrorHandler
 from ..core.message import Message
 from ..core.registry import SOURCES
 from ..core.stage import Source, SourceConfig, StageContext
-from .redis import RedisConnection, connect, disconnect
+from .redis import RedisConnection, connect, disconnect, is_transient, no_retry
 
 log = logging.getLogger("streamflow.connectors.redis")
 
@@ -62,6 +68,8 @@ class RedisStreamSourceConfig(SourceConfig, RedisConnection):
                                                         "entry's fields are the event)")
     codec: CodecName = Field("json", description="how `payload_field` is decoded")
     key_field: str | None = Field(None, description="the field whose value is each event's key")
+    retry: Backoff = Field(default_factory=Backoff, description="how reading again after a lost connection "
+                                                                "or a timeout waits (default: until it works)")
 
     @model_validator(mode="after")
     def _check(self) -> RedisStreamSourceConfig:
@@ -104,7 +112,7 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         await super().open(ctx)
         cfg = self.config
         self.errors = ctx.error_handler(cfg.on_error)
-        self._client = await connect(cfg, socket_timeout=cfg.timeout)
+        self._client = await connect(cfg, retry=no_retry())
         for stream in cfg.streams:
             if cfg.create_group:
                 await self._create_group(stream)
@@ -126,17 +134,42 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
 
     async def read(self) -> Batch | None:
         cfg = self.config
+        failures = 0
         while True:
-            if self._replay:
-                stream, entries = await self._read_pending()
-            elif self._claims or (cfg.claim_idle is not None and time.monotonic() >= self._claim_at):
-                stream, entries = await self._claim()
-            else:
-                stream, entries = await self._read_new()
+            try:
+                stream, entries = await self._next()
+            except Exception as exc:  # noqa: BLE001 - redis-py raises many types; classified here
+                failures += 1
+                if not is_transient(exc) or cfg.retry.exhausted(failures):
+                    raise
+                await self._wait_to_retry(exc, failures)
+                # a read whose answer was lost delivered entries to no one: they are pending, read them
+                self._replay = dict.fromkeys(cfg.streams, b"0")
+                continue
+            failures = 0
             if entries and stream is not None:
                 return await self._batch(stream, entries)
             if stream is None and cfg.mode == "read":
                 return None
+
+    async def _next(self) -> tuple[str | None, list[Entry]]:
+        """The next entries: this consumer's pending ones, then a due XAUTOCLAIM, then new ones (no stream:
+        nothing new)."""
+        cfg = self.config
+        if self._replay:
+            return await self._read_pending()
+        if self._claims or (cfg.claim_idle is not None and time.monotonic() >= self._claim_at):
+            return await self._claim()
+        return await self._read_new()
+
+    async def _wait_to_retry(self, error: BaseException, attempt: int) -> None:
+        """Wait before reading again after a lost connection or timeout (`retry`), counted and logged."""
+        if self.ctx is not None:
+            self.ctx.stats.retries += 1
+        delay = self.config.retry.delay(attempt)
+        log.warning("redis_stream %s: reading failed (%s: %s); retry %d in %.2fs", self.name,
+                    type(error).__name__, error, attempt, delay)
+        await asyncio.sleep(delay)
 
     async def _read_pending(self) -> tuple[str | None, list[Entry]]:
         """This consumer's own pending entries (a crashed run's), after the id read up to."""
@@ -148,8 +181,11 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
             del self._replay[stream]
             return stream, []
         self._replay[stream] = entries[-1][0]
-        self.replayed += len(entries)
-        log.info("redis_stream %s: %d pending entries of %s read again", self.name, len(entries), stream)
+        held = self._held[stream]
+        entries = [e for e in entries if e[0] not in held]  # not the ones this run is working on
+        if entries:
+            self.replayed += len(entries)
+            log.info("redis_stream %s: %d pending entries of %s read again", self.name, len(entries), stream)
         return stream, entries
 
     async def _claim(self) -> tuple[str | None, list[Entry]]:

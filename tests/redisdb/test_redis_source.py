@@ -158,3 +158,25 @@ def test_config_errors() -> None:
         Pipeline("x").source("redis_stream", streams=["s"], group="g", block=5, timeout=2)
     with pytest.raises(ValueError, match="streams"):
         Pipeline("x").source("redis_stream", streams=[], group="g")
+
+
+async def test_reads_through_an_outage_lose_nothing(redis_server: RedisServer, r: Any) -> None:
+    ids = await add(r, 2000)
+
+    async def slowly(value: Any) -> Any:
+        await asyncio.sleep(0.0005)
+        return value
+
+    src = source(redis_server, timeout=0.3, block=0.1, retry={"backoff": 0.05, "max_backoff": 0.2})
+    running = asyncio.create_task(run([], slowly, source=src))
+    while src.acked < 200:
+        await asyncio.sleep(0.01)
+    # entries delivered to the source's consumer whose answer was lost (as when a read times out after
+    # the server ran it): pending, seen by no one
+    lost = [entry_id for entry_id, _ in (await r.xreadgroup("g", "c1", {"orders": ">"}, count=10))[0][1]]
+    await r.client_pause(1500, all=True)      # every read times out for 1.5 s, then the source reads again
+    _, out, _ = await running
+    got = [m.header("redis.id") for m in out.messages]
+    assert set(got) == set(ids) and len(got) == len(ids) and await pending(r) == []
+    assert src.ctx is not None and src.ctx.stats.retries >= 1
+    assert set(lost) <= set(got) and src.replayed == 10     # read again from the pending list after the outage
