@@ -39,7 +39,8 @@ class KeyTemplate:
         if self.fixed is not None:
             return self.fixed
         if not isinstance(value, dict):
-            raise TypeError(f"the key template {self.template!r} needs a mapping event, got {type(value).__name__}")
+            raise TypeError(f"the key template {self.template!r} needs a mapping event, "
+                            f"got {type(value).__name__}")
         out = []
         for literal, field, get in self._parts:
             out.append(literal)

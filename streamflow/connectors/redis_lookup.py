@@ -39,7 +39,8 @@ class RedisLookupConfig(RedisConnection):
     @model_validator(mode="after")
     def _check_field(self) -> RedisLookupConfig:
         if (self.value == "text") != (self.field is not None):
-            raise ValueError("value: text needs `field` (where the string goes), and `field` applies to it only")
+            raise ValueError("value: text needs `field` (where the string goes), and `field` applies to it "
+                             "only")
         return self
 
 

@@ -245,7 +245,8 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         cfg = self.config
         self._offset += 1
         raw = fields.get(cfg.payload_field.encode()) if cfg.payload_field is not None else None
-        msg = Message(None, None, [("redis.id", entry_id)], entry_time(entry_id), stream, None, self._offset, raw)
+        msg = Message(None, None, [("redis.id", entry_id)], entry_time(entry_id), stream, None, self._offset,
+                      raw)
         try:
             if cfg.payload_field is None:
                 msg.value = {k.decode(): v.decode() for k, v in fields.items()}
