@@ -21,8 +21,8 @@ class RedisConnection(ConfigModel):
     """Where the server is, how to log in and how long to wait."""
 
     url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"),
-                           description="redis://host:port/db, or rediss:// for TLS (never logged; a password "
-                                       "in it is welcome, `${VAR}` too)")
+                           description="redis://host:port/db, or rediss:// for TLS; default "
+                                       "redis://127.0.0.1:6379/0 (never logged: a password in it is welcome)")
     username: str | None = Field(None, description="ACL user name (default: the URL's, else `default`)")
     password: SecretStr | None = Field(None, description="password, if not in `url` (never logged)")
     ca_file: str | None = Field(None, description="rediss: PEM file of the CA(s) that sign the server's "

@@ -104,8 +104,8 @@ class EnrichConfig(EventTransformConfig):
                                                    "against (default: the current working directory)")
     postgres: PostgresLookupConfig | None = Field(None, description="look `key` up in a PostgreSQL table "
                                                                     "(see PostgreSQL); batched per `concurrency`")
-    redis: RedisLookupConfig | None = Field(None, description="look `key` up in Redis, GET or HGETALL (see "
-                                                              "Redis); pipelined per `concurrency`")
+    redis: RedisLookupConfig | None = Field(None, description="look `key` up in Redis, MGET or HGETALL (see "
+                                                              "Redis); one round trip per batch")
 
     def batch_lookups(self) -> list[str]:
         """The batch lookup kinds configured (`LOOKUPS` names whose key is set)."""
