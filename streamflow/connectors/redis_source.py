@@ -101,6 +101,7 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         self._offset = 0
         self._claim_at = 0.0  # monotonic time of the next pass of XAUTOCLAIM
         self._claims: dict[str, Any] = {}  # the streams of a pass still to claim from, and where
+        self._ready: deque[tuple[str, list[Entry]]] = deque()  # entries of other streams a read brought
         #: Entries read again from this consumer's pending list, taken over from others, XACKed.
         self.replayed = self.claimed = self.acked = 0
 
@@ -153,9 +154,11 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
                 return None
 
     async def _next(self) -> tuple[str | None, list[Entry]]:
-        """The next entries: this consumer's pending ones, then a due XAUTOCLAIM, then new ones (no stream:
-        nothing new)."""
+        """The next entries: those a read brought for another stream, this consumer's pending ones, a due
+        XAUTOCLAIM, new ones (no stream: nothing new)."""
         cfg = self.config
+        if self._ready:
+            return self._ready.popleft()
         if self._replay:
             return await self._read_pending()
         if self._claims or (cfg.claim_idle is not None and time.monotonic() >= self._claim_at):
@@ -219,6 +222,8 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
                                                count=cfg.batch_size, block=block)
         if not answer:
             return None, []
+        for name, entries in answer[1:]:  # one batch per stream: the others' come next
+            self._ready.append((name.decode() if isinstance(name, bytes) else name, entries))
         name, entries = answer[0]
         return name.decode() if isinstance(name, bytes) else name, entries
 

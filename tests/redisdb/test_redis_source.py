@@ -68,6 +68,14 @@ async def test_entries_become_events_and_are_acked(redis_server: RedisServer, r:
     assert (await r.xinfo_groups("orders"))[0]["last-delivered-id"] == ids[-1]
 
 
+async def test_several_streams_one_batch_each(redis_server: RedisServer, r: Any) -> None:
+    a, b = await add(r, 30, "a"), await add(r, 70, "b")
+    src, out, _ = await run([], source=source(redis_server, streams=["a", "b"], batch_size=1000))
+    by_stream = {s: [m.header("redis.id") for m in out.messages if m.topic == s] for s in ("a", "b")}
+    assert by_stream == {"a": a, "b": b}
+    assert await pending(r, "a") == [] and await pending(r, "b") == [] and src.acked == 100
+
+
 async def test_start_id_dollar_reads_only_new_entries(redis_server: RedisServer, r: Any) -> None:
     await add(r, 10)
     _, out, _ = await run([], source=source(redis_server, start_id="$"))
