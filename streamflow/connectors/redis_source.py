@@ -102,6 +102,7 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
         self._claim_at = 0.0  # monotonic time of the next pass of XAUTOCLAIM
         self._claims: dict[str, Any] = {}  # the streams of a pass still to claim from, and where
         self._ready: deque[tuple[str, list[Entry]]] = deque()  # entries of other streams a read brought
+        self._lag: dict[tuple[str, int], int] = {}
         #: Entries read again from this consumer's pending list, taken over from others, XACKed.
         self.replayed = self.claimed = self.acked = 0
 
@@ -267,6 +268,25 @@ class RedisStreamSource(Source[RedisStreamSourceConfig]):
             await self.errors.handle(msg, exc, retry=None, batch=batch)
             return
         batch.messages.append(msg)
+
+    async def commit(self) -> None:
+        """XACK what was acknowledged, then measure the lag (every commit interval)."""
+        await super().commit()
+        await self._measure_lag()
+
+    async def _measure_lag(self) -> None:
+        """Each stream's entries not yet delivered to the group (XINFO GROUPS' ``lag``, Redis 7+)."""
+        for stream in self.config.streams:
+            for group in await self._client.xinfo_groups(stream):
+                name = group["name"]
+                if (name.decode() if isinstance(name, bytes) else name) == self.config.group:
+                    lag = group.get("lag")
+                    if lag is not None:  # None: Redis cannot tell (entries deleted in between)
+                        self._lag[(stream, 0)] = int(lag)
+
+    def lag(self) -> dict[Any, int]:
+        """Entries of each stream (as ``(stream, 0)``) not yet read by the group, as of the last commit."""
+        return dict(self._lag)
 
     async def checkpoint(self, positions: dict[Any, Any]) -> None:
         """XACK the entries of every batch up to each stream's watermark."""

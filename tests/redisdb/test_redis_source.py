@@ -4,6 +4,7 @@ entries read again, entries of a dead consumer taken over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -120,7 +121,8 @@ async def test_a_held_ack_holds_the_xack(redis_server: RedisServer, r: Any) -> N
             self.messages.extend(batch.messages)
 
     out = Holding(name="held")
-    running = asyncio.create_task(run([], source=source(redis_server, mode="follow", block=0.1), sink=out))
+    src = source(redis_server, mode="follow", block=0.1)
+    running = asyncio.create_task(run([], source=src, sink=out))
     while len(out.values) < 100:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)                        # several commit intervals: nothing is XACKed
@@ -131,7 +133,27 @@ async def test_a_held_ack_holds_the_xack(redis_server: RedisServer, r: Any) -> N
     held[0].ack()
     while await pending(r) != []:
         await asyncio.sleep(0.01)
+    assert src.lag() == {("orders", 0): 0}          # measured at each commit: everything was read
     running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+
+async def test_lag_is_what_the_group_has_not_read(redis_server: RedisServer, r: Any) -> None:
+    await add(r, 30_000)
+    src = source(redis_server, mode="follow", block=0.1, batch_size=1000)
+    running = asyncio.create_task(run([], source=src, sink=MemorySink(name="slow", delay=5)))  # channels fill up
+
+    async def unread() -> int:
+        return 30_000 - int((await r.xinfo_groups("orders"))[0]["entries-read"])
+    for _ in range(400):
+        await asyncio.sleep(0.05)
+        if src.lag() and src.lag() == {("orders", 0): await unread()}:
+            break
+    assert 0 < src.lag()[("orders", 0)] == await unread() < 30_000
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
 
 
 async def test_a_restart_reads_its_pending_entries_first(redis_server: RedisServer, r: Any) -> None:
