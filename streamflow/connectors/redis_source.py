@@ -54,8 +54,9 @@ class RedisStreamSourceConfig(SourceConfig, RedisConnection):
     consumer: str = Field(default_factory=socket.gethostname,
                           description="this consumer's name in the group, stable across restarts so its "
                                       "pending entries are read again (default: the host name)")
-    start_id: str = Field("$", description="where a group created here starts: $ (new entries), 0 (the "
-                                           "whole stream) or an entry id")
+    start_id: str = Field("$", pattern=r"^(\$|\d+(-\d+)?)$",
+                          description="where a group created here starts: $ (new entries), 0 (the whole "
+                                      "stream) or an entry id (`<ms>-<seq>`)")
     create_group: bool = Field(True, description="create the group (and the stream) if missing")
     batch_size: int = Field(1000, ge=1, description="entries per read (COUNT) at most")
     block: float = Field(1.0, gt=0, description="follow: seconds a read waits for new entries")

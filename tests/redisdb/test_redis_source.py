@@ -188,6 +188,9 @@ def test_config_errors() -> None:
         Pipeline("x").source("redis_stream", streams=["s"], group="g", block=5, timeout=2)
     with pytest.raises(ValueError, match="streams"):
         Pipeline("x").source("redis_stream", streams=[], group="g")
+    with pytest.raises(ValueError, match="start_id"):
+        Pipeline("x").source("redis_stream", streams=["s"], group="g", start_id="latest")
+    Pipeline("x").source("redis_stream", streams=["s"], group="g", start_id="1700000000000-3")
 
 
 async def test_reads_through_an_outage_lose_nothing(redis_server: RedisServer, r: Any) -> None:
