@@ -77,13 +77,13 @@ async def test_an_outage_is_retried_and_the_batch_acked_only_after_redis_answere
         return value
 
     out = sink(redis_server, key="k:{id}", timeout=0.3)
-    running = asyncio.create_task(run([{"id": i} for i in range(300)], slowly, sink=out, batch_size=10))
+    running = asyncio.create_task(run([{"id": i} for i in range(600)], slowly, sink=out, batch_size=10))
     while not await r.exists("k:0"):
         await asyncio.sleep(0.01)
     await r.client_pause(2000, all=True)          # every command waits 2 s: the sink's time out, are retried
     src, _, dlq = await running
-    assert src.committed == {0: 300} and dlq.values == []
-    assert len(await r.keys("k:*")) == 300
+    assert src.committed == {0: 600} and dlq.values == []
+    assert len(await r.keys("k:*")) == 600
     assert out.ctx is not None and out.ctx.stats.retries >= 1
 
 
