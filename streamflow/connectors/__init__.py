@@ -10,5 +10,7 @@ from . import (  # noqa: F401
     memory,  # noqa: F401
     postgres_sink,
     postgres_source,
+    redis_sink,
+    redis_source,
     stdio,
 )

@@ -30,7 +30,8 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
-from ..connectors.postgres_lookup import PostgresLookup, PostgresLookupConfig
+from ..connectors.postgres_lookup import PostgresLookupConfig
+from ..connectors.redis_lookup import RedisLookupConfig
 from ..core.backoff import Backoff
 from ..core.batch import Batch
 from ..core.message import Message
@@ -38,6 +39,7 @@ from ..core.refs import FunctionRef
 from ..core.registry import TRANSFORMS
 from ..core.stage import EventTransformConfig, StageContext
 from .base import EventTransform
+from .batch_lookup import LOOKUPS, BatchLookup
 from .cache import MISSING, CacheConfig, LRUCache, SingleFlight
 from .fields import path_getter
 from .lookup import (
@@ -102,13 +104,21 @@ class EnrichConfig(EventTransformConfig):
                                                    "against (default: the current working directory)")
     postgres: PostgresLookupConfig | None = Field(None, description="look `key` up in a PostgreSQL table "
                                                                     "(see PostgreSQL); batched per `concurrency`")
+    redis: RedisLookupConfig | None = Field(None, description="look `key` up in Redis, MGET or HGETALL (see "
+                                                              "Redis); one round trip per batch")
+
+    def batch_lookups(self) -> list[str]:
+        """The batch lookup kinds configured (`LOOKUPS` names whose key is set)."""
+        return [kind for kind in LOOKUPS.names() if getattr(self, kind, None) is not None]
 
     @model_validator(mode="after")
     def _check(self) -> EnrichConfig:
-        if sum(x is not None for x in (self.table, self.fn, self.url, self.postgres)) != 1:
-            raise ValueError("enrich needs exactly one of `table`, `fn`, `url` or `postgres`")
-        if self.postgres is not None and self.key is None:
-            raise ValueError("enrich with `postgres` needs `key` (the event field to look up)")
+        lookups = self.batch_lookups()
+        if sum(x is not None for x in (self.table, self.fn, self.url)) + len(lookups) != 1:
+            kinds = [f"`{k}`" for k in ("table", "fn", "url", *LOOKUPS.names())]
+            raise ValueError(f"enrich needs exactly one of {', '.join(kinds[:-1])} or {kinds[-1]}")
+        if lookups and self.key is None:
+            raise ValueError(f"enrich with `{lookups[0]}` needs `key` (the event field to look up)")
         if self.url is not None:
             if self.key is None or "{key}" not in self.url:
                 raise ValueError("enrich with `url` needs `key` and a `{key}` placeholder in the url")
@@ -213,8 +223,10 @@ class Enrich(EventTransform[EnrichConfig]):
         self._session: aiohttp.ClientSession | None = None
         self.lookup: HttpLookup | None = None  # url mode, once open
         self.is_async = cfg.fn is not None or cfg.url is not None  # `concurrency` calls (and batches) in flight
-        #: postgres mode: whole batches go to the lookup (`process`), up to `concurrency` batches in flight
-        self._lookup = PostgresLookup(cfg.postgres) if cfg.postgres is not None else None
+        #: postgres, redis …: whole batches go to the lookup (`process`), up to `concurrency` batches in flight
+        self._lookup: BatchLookup | None = None
+        for kind in cfg.batch_lookups():
+            self._lookup = LOOKUPS.get(kind)(getattr(cfg, kind))
         self.is_async = self.is_async or self._lookup is not None
         self.cache = LRUCache(cfg.cache.max_size, cfg.cache.ttl) if cfg.cache is not None else None
         self._flight = SingleFlight()

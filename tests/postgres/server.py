@@ -13,13 +13,15 @@ import glob
 import os
 import pwd
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.local_servers import free_port, stop_process
 
 USER, PASSWORD, DATABASE = "streamflow", "s3cret", "postgres"
 
@@ -35,13 +37,6 @@ needs_postgres = pytest.mark.skipif(bin_dir() is None,
                                     reason="PostgreSQL is not installed (apt-get install postgresql)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """One throwaway server; `dsn` reaches it as the superuser ``streamflow`` (password ``s3cret``)."""
 
@@ -51,7 +46,7 @@ class PostgresServer:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="streamflow-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._as_root = os.geteuid() == 0
 
@@ -97,11 +92,5 @@ class PostgresServer:
         raise RuntimeError("postgres did not become ready in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(2)  # SIGINT: fast shutdown
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGINT)  # SIGINT: fast shutdown
         shutil.rmtree(self.root, ignore_errors=True)

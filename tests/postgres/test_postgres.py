@@ -188,6 +188,6 @@ async def test_source_reads_new_rows_and_resumes_after_its_checkpoint(
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match="upsert needs `key`"):
         Pipeline("x").sink("postgres", dsn="postgresql://h/db", table="t")
-    with pytest.raises(ValueError, match="exactly one of `table`, `fn`, `url` or `postgres`"):
+    with pytest.raises(ValueError, match="exactly one of `table`, `fn`, `url`, `postgres` or `redis`"):
         Pipeline("x").enrich(key="k", fn="json:dumps", postgres={"dsn": "postgresql://h/db", "table": "t",
                                                                  "key_column": "id"})
