@@ -156,3 +156,33 @@ async def test_lean_fetches_hand_over_records_from_the_fetch_offset_skipping_con
     assert records[0].key == b"k4" and list(records[0].headers) == [("h", b"4")] and records[0].timestamp > 0
     assert type(records[0]).__name__ != "ConsumerRecord"  # the records as fetched
 
+
+
+@pytest.mark.kafka
+async def test_lean_fetches_leave_no_fetch_response_to_the_cyclic_collector(kafka):
+    """A pipeline allocates and frees as much as it allocates, so the cyclic GC may never run: every
+    fetch response must be freed by reference counting (it was kept in a cycle: 1 MiB per fetch)."""
+    import gc
+
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    topic = await kafka.topic("adapter-lean-gc", 1)
+    await kafka.produce(topic, [(None, {"i": i, "pad": "x" * 200}, 0) for i in range(3000)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=16 * 1024)  # many small fetches
+    await consumer.start()
+    gc.collect()
+    gc.disable()
+    try:
+        assert _aiokafka.lean_fetches(consumer)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        got = 0
+        while got < 3000:
+            got += sum(len(records) for records in (await consumer.getmany(timeout_ms=10_000)).values())
+        alive = sum(1 for o in gc.get_objects() if isinstance(o, PartitionRecords))
+    finally:
+        gc.enable()
+        await consumer.stop()
+    assert alive <= 2  # the one being fetched now, at most; not one per fetch (~40 here)

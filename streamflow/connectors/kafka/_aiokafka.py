@@ -214,21 +214,32 @@ class _LeanFetches(OrderedDict[Any, Any]):
             if (records._isolation_level == READ_UNCOMMITTED and records._key_deserializer is None
                     and records._value_deserializer is None):
                 result._partition_records = _LeanPartitionRecords(records)
+                # its unstarted record generator refers back to it: a cycle that would keep the fetch response
+                # (up to max_partition_fetch_bytes) until the cyclic collector runs, which may be never
+                records._records_iterator = None
         super().__setitem__(tp, result)
 
 
 class _LeanPartitionRecords:
     """One partition's fetched records, as aiokafka's ``PartitionRecords`` gives them but without
     a ``ConsumerRecord`` each: CRCs checked, control batches skipped, records before the fetch
-    offset (a compressed or compacted batch fetched from its start) left out."""
+    offset (a compressed or compacted batch fetched from its start) left out.
+
+    The iterator does not refer back to this object (it shares only the position cell), so the
+    fetch response it reads is freed by reference counting as soon as it is read through, not
+    left to the cyclic garbage collector.
+    """
 
     def __init__(self, records: Any) -> None:
-        self._tp = records._tp
-        self._records = records._records
-        self._check_crcs = records._check_crcs
-        #: Where the next fetch starts: moved past each record batch once it is read through.
-        self.next_fetch_offset: int = records.next_fetch_offset
-        self._it = chain.from_iterable(self._batches())
+        self._position = [records.next_fetch_offset]
+        self._it = chain.from_iterable(_record_batches(records._records, records._check_crcs, records._tp,
+                                                       self._position))
+
+    @property
+    def next_fetch_offset(self) -> int:
+        """Where the next fetch starts: moved past each record batch once it is read through."""
+        position: int = self._position[0]
+        return position
 
     def __iter__(self) -> Iterator[Any]:
         return self._it
@@ -236,19 +247,21 @@ class _LeanPartitionRecords:
     def __next__(self) -> Any:
         return next(self._it)
 
-    def _batches(self) -> Iterator[Any]:
-        records = self._records
-        while records.has_next():
-            batch = records.next_batch()
-            if self._check_crcs and not batch.validate_crc():
-                raise CorruptRecordException(f"Invalid CRC - {self._tp}")
-            if not getattr(batch, "is_control_batch", False):
-                start = self.next_fetch_offset
-                if type(batch) is DefaultRecordBatch and batch.base_offset >= start:
-                    yield batch
-                else:
-                    yield [r for r in batch if r.offset >= start]
-            self.next_fetch_offset = batch.next_offset
+
+def _record_batches(records: Any, check_crcs: bool, tp: Any, position: list[int]) -> Iterator[Any]:
+    """The record batches of a fetch response (lists where records before ``position[0]`` are left
+    out), moving ``position[0]`` past each one."""
+    while records.has_next():
+        batch = records.next_batch()
+        if check_crcs and not batch.validate_crc():
+            raise CorruptRecordException(f"Invalid CRC - {tp}")
+        if not getattr(batch, "is_control_batch", False):
+            start = position[0]
+            if type(batch) is DefaultRecordBatch and batch.base_offset >= start:
+                yield batch
+            else:
+                yield [r for r in batch if r.offset >= start]
+        position[0] = batch.next_offset
 
 
 #: The aiokafka function (``Sender._maybe_wait_for_pid``) a refused InitProducerId is raised through.
