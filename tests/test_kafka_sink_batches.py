@@ -80,3 +80,30 @@ async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
         by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
     for ids in by_partition.values():
         assert ids == sorted(ids)
+
+
+async def test_own_keys_go_to_their_partition_in_order_and_big_and_unencodable_to_on_error(kafka):
+    """Messages keyed by their Kafka key (the sink's keyed fast path, no `Record` made): each on the
+    partition `send` would choose, in order, the key kept; a too-large and an unencodable one skipped."""
+    src, out = await kafka.topic("ok-in", 1), await kafka.topic("ok-out", 3)
+    n = 300
+    events = [(f"user-{i % 11}", {"id": i}, 0) for i in range(n)]
+    events[150] = ("user-7", {"id": 150, "pad": "x" * 5000}, 0)
+    await kafka.produce(src, events)
+    pipeline = (Pipeline("ok", commit_interval=0.2)
+                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
+                .map(_poison_set)
+                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out,
+                      max_request_size=4096, on_error={"policy": "skip"}))
+    records, result = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 2))
+    assert sorted(ids_of(records)) == [i for i in range(n) if i not in (77, 150)]
+    [sink] = [s for s in result.stats if s.kind == "sink"]
+    assert (sink.events_out, sink.skipped) == (n - 2, 2)
+    by_partition: dict[int, list[int]] = {}
+    for r in records:
+        value = orjson.loads(r.value)
+        assert r.key == b"user-%d" % (value["id"] % 11)  # the input's key, as bytes
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3  # DefaultPartitioner's choice
+        by_partition.setdefault(r.partition, []).append(value["id"])
+    for ids in by_partition.values():
+        assert ids == sorted(ids)
