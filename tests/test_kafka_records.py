@@ -93,3 +93,33 @@ def test_fast_path_shapes_are_structured_values_with_plain_keys_and_no_headers_t
     assert enc.shape([Message({"a": 1}, headers=[("h", b"1")])]) == RECORDS
     assert encoder(topic="out", pass_headers=False).shape([Message({"a": 1}, headers=[("h", b"1")])]) == KEYLESS
     assert encoder(topic="out", key_field="a").shape([Message({"a": 1})]) == RECORDS  # not plain
+
+
+def _fetched(offset: int, key: bytes | None, value: bytes | None) -> object:
+    from aiokafka.structs import ConsumerRecord
+
+    return ConsumerRecord("t", 0, offset, 1_700_000_000_000, 0, key, value, None, -1, -1, ())
+
+
+def test_decoder_takes_a_batch_in_one_pass_and_keeps_positions_keys_and_sizes():
+    from streamflow.connectors.kafka.decoding import RecordDecoder
+
+    records = [_fetched(i, b"k%d" % i, b'{"id":%d}' % i) for i in range(3)]
+    msgs, decoded, nbytes = RecordDecoder("json").messages("t", 0, records)
+    assert decoded and nbytes == sum(len(r.value) for r in records)
+    assert [(m.value, m.key, m.offset, m.raw) for m in msgs] == [
+        ({"id": i}, f"k{i}", i, b'{"id":%d}' % i) for i in range(3)]
+    assert msgs[0].timestamp == 1_700_000_000.0 and msgs[0].partition == 0
+
+
+def test_decoder_handles_tombstones_non_utf8_keys_and_a_bad_payload():
+    from streamflow.connectors.kafka.decoding import RecordDecoder
+
+    decoder = RecordDecoder("json")
+    msgs, decoded, nbytes = decoder.messages("t", 0, [_fetched(0, b"\xff", b'{"a":1}'), _fetched(1, b"k", None)])
+    assert decoded and nbytes == 7
+    assert [(m.key, m.value) for m in msgs] == [(b"\xff", {"a": 1}), ("k", None)]  # bytes where not UTF-8
+    msgs, decoded, _ = decoder.messages("t", 0, [_fetched(0, None, b'{"a":1}'), _fetched(1, None, b"{bad")])
+    assert not decoded and [m.value for m in msgs] == [None, None]  # none half-decoded
+    good, failed = decoder.decode_each(msgs)
+    assert [m.value for m in good] == [{"a": 1}] and [m.offset for m, _ in failed] == [1]
