@@ -305,6 +305,10 @@ class PipelineProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    def since_start(self) -> str:
+        """What the current (last) start has logged so far."""
+        return self.log.read_text(errors="replace").rsplit(f"===== start {self.starts} =====", 1)[-1]
+
     def start(self, **env: str) -> PipelineProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1

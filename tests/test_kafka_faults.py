@@ -102,6 +102,8 @@ async def test_kill_9_three_times_loses_nothing(kafka, pipeline_process, tmp_pat
         killed_at.append((await total_written(kafka, out), sum(committed.values())))
     proc.start()
     records = await kafka.consume(out, all_ids(n), timeout=180, what="every id after 3 crashes")
+    # the earlier runs may have written every id already: SIGTERM only once this run has its partitions
+    await kafka.wait_for("the restarted pipeline's assignment", lambda: "assigned" in proc.since_start())
     proc.signal(signal.SIGTERM)
     assert await proc.wait() == 0, proc.tail()
 

@@ -93,6 +93,8 @@ async def test_kill_9_three_times_applies_every_input_to_state_exactly_once(kafk
     proc.start()
     records = await kafka.consume(out, lambda r: len({orjson.loads(x.value)["id"] for x in r}) >= n,
                                   timeout=180, what="every id after 3 crashes")
+    # the earlier runs may have written every id already: SIGTERM only once this run has its partitions
+    await kafka.wait_for("the restarted pipeline's assignment", lambda: "assigned" in proc.since_start())
     proc.signal(signal.SIGTERM)
     assert await proc.wait() == 0, proc.tail()
 
