@@ -121,6 +121,16 @@ def test_numeric_event_keys_match_string_table_keys(tmp_path: Path) -> None:
     sink, _, _ = run([{"id": 2}, {"id": "1"}], table=str(table), key="id", fields=["name"])
     assert sink.values == [{"id": 2, "name": "bob"}, {"id": "1", "name": "ann"}]
 
+def test_rows_that_hold_the_key_field_merge_once_from_the_events_own_key(tmp_path: Path) -> None:
+    # merging a row rewrites the event's key field: a batch that cannot be merged whole (the last event has
+    # no row) must not look up the already merged events again under their new key
+    table = write_json(tmp_path / "users.json", [{"id": 1, "user": 2, "name": "ann"},
+                                                 {"id": 2, "user": 1, "name": "bob"}])
+    sink, _, _ = run([{"user": 1}, {"user": 2}, {"user": 5}], table=str(table), key="user", table_key="id",
+                     on_missing="default", default={"name": "?"})
+    assert sink.values == [{"user": 2, "name": "ann"}, {"user": 1, "name": "bob"}, {"user": 5, "name": "?"}]
+
+
 def test_missing_key_with_fail_policy_fails_the_pipeline(tmp_path: Path) -> None:
     table = write_json(tmp_path / "users.json", USERS)
     _, source, result = run([{"id": 1}, {"id": 9}], table=str(table), key="id", on_missing="error")

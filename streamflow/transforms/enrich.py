@@ -256,7 +256,9 @@ class Enrich(EventTransform[EnrichConfig]):
                 raise ValueError(f"stage {self.name!r}: cannot load enrich table {path}: {exc}") from exc
             key = self.config.key
             # a None key means "no key" (never a row), so a table with a None key takes the general path
-            if key is not None and "." not in key and None not in self._table:
+            # and a row that holds the key field would change an event's key as it merges: the general path
+            if (key is not None and "." not in key and None not in self._table
+                    and not any(key in row for row in self._table.values())):
                 self._plain_key = key
 
         if self._lookup is not None:
@@ -333,10 +335,8 @@ class Enrich(EventTransform[EnrichConfig]):
         out.append(msg)
 
     def fast(self, batch: Batch) -> Batch:
-        if self._plain_key is not None:
-            done = self._fast_table(batch)
-            if done is not None:
-                return done
+        if self._plain_key is not None and self._merge_in_place(batch.messages):
+            return batch
         # look everything up first: a lookup that raises leaves no event half-done
         call, emit = self.call, self.emit
         msgs = batch.messages
@@ -346,21 +346,18 @@ class Enrich(EventTransform[EnrichConfig]):
             emit(m, r, out)
         return batch.derive(out)
 
-    def _fast_table(self, batch: Batch) -> Batch | None:
-        """Table mode's common case: every event a dict whose key has a row (None: not the case)."""
-        values = [m.value for m in batch.messages]
-        if not values or {*map(type, values)} != {dict}:
-            return None
+    def _merge_in_place(self, msgs: list[Message]) -> bool:
+        """Table mode's common case in one pass: merge each event's row into it; False at the first event
+        that is not a mapping with its key's row (then the general path does the batch again, which redoes
+        the events merged so far to the same result: no row holds the key field, so their keys stand)."""
         get, key = self._table.get, self._plain_key
         try:
-            found = [get(v.get(key)) for v in values]
-        except TypeError:  # an unhashable key: the general path reports it
-            return None
-        if None in found:  # missing rows (or ones found only under str(key)): the general path
-            return None
-        for v, row in zip(values, found, strict=True):
-            v.update(row)
-        return batch
+            for m in msgs:
+                value = m.value
+                value.update(get(value[key]))  # no row: update(None) raises before changing anything
+        except (TypeError, KeyError, AttributeError, IndexError):  # not a mapping, no key, unhashable, no row
+            return False
+        return True
 
     # -- function mode ----------------------------------------------------------------
     async def _fetch(self, value: dict[str, Any]) -> dict[str, Any] | None:
