@@ -21,7 +21,9 @@ class ChannelSettings(ConfigModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batches: int = Field(8, ge=1, description="batches a channel holds before put() waits")
+    # One: the stages share one event loop, so a deeper channel buys no parallelism, only events kept waiting
+    # out of the CPU caches (kafka-enrich: 1 takes ~10% less CPU per event than 8; benchmarks/README.md)
+    max_batches: int = Field(1, ge=1, description="batches a channel holds before put() waits")
     max_events: int = Field(20_000, ge=1, description="events a channel holds before put() waits")
     max_bytes: int = Field(16 << 20, ge=1, description=(
         "bytes (the raw size of its events) a channel holds before put() waits; one larger batch "

@@ -23,7 +23,7 @@ class KafkaSourceConfig(KafkaConnection, SourceConfig):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a group without a committed offset starts")
     codec: CodecName = Field("json", description="how message values are decoded (json, lines, raw …)")
-    batch_size: int = Field(5000, ge=1, description="most messages per batch (a poll's records of a partition are "
+    batch_size: int = Field(2000, ge=1, description="most messages per batch (a poll's records of a partition are "
                             "cut into batches of this size)")
     poll_timeout_ms: int = Field(500, ge=1, description="how long one poll waits for messages")
     fetch_max_wait_ms: int = Field(100, ge=0, description="how long the broker may hold a fetch to fill it")
