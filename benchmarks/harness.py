@@ -114,7 +114,7 @@ class Workload:
     variants: ClassVar[tuple[str, ...]]
     #: Variants that are other frameworks (skipped with ``--smoke`` or ``--no-peers``).
     peers: ClassVar[frozenset[str]] = frozenset()
-    #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-b1000``).
+    #: Variants run only when named with ``--variant`` (experiments, e.g. ``streamflow-b5000-ch8``).
     extras: ClassVar[frozenset[str]] = frozenset()
     #: Variants that run streamflow (``--reference`` runs these of the reference tree too);
     #: None: those whose name starts with "streamflow".

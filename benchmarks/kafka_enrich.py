@@ -31,8 +31,9 @@ from . import data
 from .harness import Stopwatch, Workload, module_available, tune_like_streamflow
 
 PARTITIONS = 3
-#: Records per poll of the bare loops and bytewax's source; streamflow runs with its defaults (the
-#: Kafka source's ``batch_size`` is 5000), ``streamflow-b1000`` with ``batch_size: 1000``.
+#: Records per poll of the bare loops and bytewax's source; streamflow runs with its defaults (the Kafka
+#: source's ``batch_size`` is 2000, channels hold one batch), ``streamflow-b5000-ch8`` with the former
+#: defaults (``batch_size: 5000``, ``channel.max_batches: 8``).
 BATCH = 5000
 #: Peer variant -> the module it needs.
 PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "bytewax"}
@@ -41,8 +42,8 @@ PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "byte
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
     variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "streamflow-w2", "quixstreams", "faust",
-                "bytewax", "streamflow-b1000", "streamflow-eos")
-    extras = frozenset({"streamflow-b1000", "streamflow-eos"})
+                "bytewax", "streamflow-b5000-ch8", "streamflow-eos")
+    extras = frozenset({"streamflow-b5000-ch8", "streamflow-eos"})
     peers = frozenset({"quixstreams", "faust", "bytewax"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
     default_n = 500_000
@@ -81,6 +82,7 @@ class KafkaEnrich(Workload):
                 "group": f"sf-bench-{tag}", "table": self.table,
                 "end_offsets": {str(p): o for p, o in ends.items()},
                 "batch_size": _batch_size(variant),
+                "channel_batches": 8 if variant == "streamflow-b5000-ch8" else None,
                 "delivery": "exactly_once" if variant == "streamflow-eos" else "at_least_once"}
 
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
@@ -152,8 +154,8 @@ class KafkaEnrich(Workload):
 
 def _batch_size(variant: str) -> int | None:
     """Records per batch a variant is given: streamflow's own default (None) unless the variant says."""
-    if variant == "streamflow-b1000":
-        return 1000
+    if variant == "streamflow-b5000-ch8":
+        return 5000
     return None if variant.startswith("streamflow") else BATCH
 
 
@@ -430,7 +432,8 @@ def pipeline(params: dict[str, Any]) -> Any:
     from streamflow import Pipeline
 
     batch = {"batch_size": params["batch_size"]} if params.get("batch_size") else {}  # None: the default
-    return (Pipeline("kafka-enrich", delivery=params.get("delivery", "at_least_once"))
+    channel = {"channel": {"max_batches": params["channel_batches"]}} if params.get("channel_batches") else {}
+    return (Pipeline("kafka-enrich", delivery=params.get("delivery", "at_least_once"), **channel)
             .source("kafka", bootstrap_servers=params["bootstrap"], topics=[params["input_topic"]],
                     group_id=params["group"], **batch)
             .filter(data.keep)
