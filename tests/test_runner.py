@@ -246,3 +246,4 @@ def test_graph_shows_stages_queues_routes_and_dead_letter() -> None:
     assert "s0 -->|queue 3 batches / 99 events| t1" in text
     assert '[("all (memory)")]' in text and "route -->|when <lambda>| k3" in text
     assert '[("dead letter: dlq (memory)")]' in text and "t1 -.->|on_error| d4" in text
+    assert "|queue 1 batch / 20000 events|" in Pipeline("d").source(MemorySource(values=[])).sink(MemorySink()).graph()

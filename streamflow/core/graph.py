@@ -34,7 +34,8 @@ class _Flowchart:
 
     def __init__(self, pipeline: Pipeline) -> None:
         cap = pipeline.settings.channel
-        self.queue = f"|queue {cap.max_batches} batches / {cap.max_events} events|"
+        batches = "1 batch" if cap.max_batches == 1 else f"{cap.max_batches} batches"
+        self.queue = f"|queue {batches} / {cap.max_events} events|"
         self.lines = ["flowchart LR"]
         self.ids: dict[int, str] = {}
 
