@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-packages=(podman runc catatonit debootstrap fuse-overlayfs slirp4netns uidmap)
+# dnsname: containers of one compose project find each other by service name (kafka:9092)
+packages=(podman runc catatonit debootstrap fuse-overlayfs slirp4netns uidmap
+          golang-github-containernetworking-plugin-dnsname)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
