@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 import pytest
 from aiokafka.partitioner import murmur2
@@ -60,13 +63,15 @@ def _poison_set(v):
         v["s"] = {1, 2}
     return v
 
-async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
-    src, out = await kafka.topic("ak-in", 1), await kafka.topic("ak-out", 3)
-    n = 300
-    events = [(None, {"id": i}, 0) for i in range(n)]
-    events[150] = (None, {"id": 150, "pad": "x" * 5000}, 0)
+async def _run_with_a_big_and_an_unencodable_event(kafka: Any, name: str, key: Callable[[int], str | None],
+                                                  n: int = 300) -> list[Any]:
+    """``n`` events keyed by ``key(i)`` through a sink whose requests take 4 KiB: event 150 too large and
+    event 77 unencodable (`_poison_set`), both skipped; the output records, after checking the counts."""
+    src, out = await kafka.topic(f"{name}-in", 1), await kafka.topic(f"{name}-out", 3)
+    events = [(key(i), {"id": i}, 0) for i in range(n)]
+    events[150] = (key(150), {"id": 150, "pad": "x" * 5000}, 0)
     await kafka.produce(src, events)
-    pipeline = (Pipeline("ak", commit_interval=0.2)
+    pipeline = (Pipeline(name, commit_interval=0.2)
                 .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
                 .map(_poison_set)
                 .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out,
@@ -75,6 +80,11 @@ async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
     assert sorted(ids_of(records)) == [i for i in range(n) if i not in (77, 150)]
     [sink] = [s for s in result.stats if s.kind == "sink"]
     assert (sink.events_out, sink.skipped) == (n - 2, 2)  # out: what the broker acknowledged, no more
+    return records
+
+
+async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
+    records = await _run_with_a_big_and_an_unencodable_event(kafka, "ak", lambda i: None)
     by_partition = {}
     for r in records:
         by_partition.setdefault(r.partition, []).append(orjson.loads(r.value)["id"])
@@ -85,20 +95,7 @@ async def test_keyless_big_and_unencodable_go_to_on_error(kafka):
 async def test_own_keys_go_to_their_partition_in_order_and_big_and_unencodable_to_on_error(kafka):
     """Messages keyed by their Kafka key (the sink's keyed fast path, no `Record` made): each on the
     partition `send` would choose, in order, the key kept; a too-large and an unencodable one skipped."""
-    src, out = await kafka.topic("ok-in", 1), await kafka.topic("ok-out", 3)
-    n = 300
-    events = [(f"user-{i % 11}", {"id": i}, 0) for i in range(n)]
-    events[150] = ("user-7", {"id": 150, "pad": "x" * 5000}, 0)
-    await kafka.produce(src, events)
-    pipeline = (Pipeline("ok", commit_interval=0.2)
-                .source("kafka", bootstrap_servers=kafka.bootstrap, topics=[src], group_id=f"g-{src}")
-                .map(_poison_set)
-                .sink("kafka", bootstrap_servers=kafka.bootstrap, topic=out,
-                      max_request_size=4096, on_error={"policy": "skip"}))
-    records, result = await run_until(pipeline, kafka.consume(out, lambda r: len(r) >= n - 2))
-    assert sorted(ids_of(records)) == [i for i in range(n) if i not in (77, 150)]
-    [sink] = [s for s in result.stats if s.kind == "sink"]
-    assert (sink.events_out, sink.skipped) == (n - 2, 2)
+    records = await _run_with_a_big_and_an_unencodable_event(kafka, "ok", lambda i: f"user-{i % 11}")
     by_partition: dict[int, list[int]] = {}
     for r in records:
         value = orjson.loads(r.value)
