@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .loops import chains
 from .pipeline import Pipeline
 from .stage import Transform
 
@@ -47,14 +48,16 @@ class _Flowchart:
 
 
 def mermaid(pipeline: Pipeline) -> str:
-    """A Mermaid ``flowchart LR`` of ``pipeline``; edges are labelled with channel capacities."""
+    """A Mermaid ``flowchart LR`` of ``pipeline``; edges are labelled with channel capacities, or
+    "chained" between stages that run in one task (`loops.chains`)."""
     chart = _Flowchart(pipeline)
     chart.lines += [_node(chart.nid(src, "s"), src.describe(), "source") for src in pipeline.sources]
     prev = [chart.nid(s, "s") for s in pipeline.sources]
-    for t in pipeline.transforms:
-        chart.lines.append(_node(chart.nid(t, "t"), _transform_label(t)))
-        chart.edges(prev, chart.nid(t, "t"), chart.queue)
-        prev = [chart.nid(t, "t")]
+    for chain in chains(pipeline.transforms):
+        for i, t in enumerate(chain):
+            chart.lines.append(_node(chart.nid(t, "t"), _transform_label(t)))
+            chart.edges(prev, chart.nid(t, "t"), chart.queue if i == 0 else "|chained|")
+            prev = [chart.nid(t, "t")]
     _sinks(chart, pipeline, prev)
     _dead_letter(chart, pipeline)
     return "\n".join(chart.lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
@@ -73,8 +74,8 @@ async def _put_source_batch(batch: Batch, out: Channel, stats: StageStats) -> No
     await out.put(batch)
 
 
-async def emit(result: Output, out: Channel, stats: StageStats) -> None:
-    """Put a stage's non-empty output batches into ``out``; acknowledge the empty ones."""
+async def emit(result: Output, put: Callable[[Batch], Awaitable[None]], stats: StageStats) -> None:
+    """Count a stage's non-empty output batches and ``put`` each on; acknowledge the empty ones."""
     if result is None:
         return
     for b in (result,) if isinstance(result, Batch) else result:
@@ -82,33 +83,82 @@ async def emit(result: Output, out: Channel, stats: StageStats) -> None:
         if n:
             stats.events_out += n
             stats.batches_out += 1
-            await out.put(b)
+            await put(b)
         else:
             b.ack()
 
 
-async def transform_loop(t: Transform[Any], inp: Channel, out: Channel, stats: StageStats,
-                         hooks: Sequence[RunnerHooks], tracer: BatchTracer | None = None) -> None:
-    """One batch at a time through ``t``, in order; `Transform.tick` on its timer; flush at the end."""
-    next_batch = _ticking_get(t, inp, out, stats) if t.tick_interval else inp.get
+class _Chain:
+    """Transforms run one after another in one task: a stage's output goes straight into the next."""
+
+    def __init__(self, stages: Sequence[Transform[Any]], out: Channel, stats: Sequence[StageStats],
+                 hooks: Sequence[RunnerHooks], tracer: BatchTracer | None) -> None:
+        self.stages = stages
+        self.stats = stats
+        self.hooks = hooks
+        self.tracer = tracer
+        #: Where each stage's output goes: the next stage, or ``out`` after the last.
+        self.puts: list[Callable[[Batch], Awaitable[None]]] = [
+            *(functools.partial(self.process, i) for i in range(1, len(stages))), out.put]
+
+    async def process(self, i: int, batch: Batch) -> None:
+        """``batch`` through stage ``i`` and, whatever it returns, through the stages after it."""
+        t, stats, tracer = self.stages[i], self.stats[i], self.tracer
+        stats.events_in += len(batch.messages)
+        stats.batches_in += 1
+        started = time.perf_counter()
+        result = await (t.process(batch) if tracer is None else tracer.process(t.name, batch, t.process))
+        elapsed = time.perf_counter() - started
+        stats.busy_seconds += elapsed
+        for h in self.hooks:
+            h.batch_processed(stats, batch, elapsed)
+        await emit(result, self.puts[i], stats)
+
+    async def flush(self) -> None:
+        """Each stage's held-back output, first to last, through the stages after it."""
+        for i, t in enumerate(self.stages):
+            await emit(await t.flush(), self.puts[i], self.stats[i])
+
+
+async def transform_loop(chain: Sequence[Transform[Any]], inp: Channel, out: Channel,
+                         stats: Sequence[StageStats], hooks: Sequence[RunnerHooks],
+                         tracer: BatchTracer | None = None) -> None:
+    """One batch at a time through the transforms of ``chain``, in order, in this one task.
+
+    A chain of several holds only `Transform.cpu_only` stages: while one works none could
+    overlap it, so each batch goes through all of them at once, still in the CPU caches.
+    The first stage's `Transform.tick` runs on its timer; at the end each stage is flushed.
+    """
+    run = _Chain(chain, out, stats, hooks, tracer)
+    head = chain[0]
+    next_batch = (_ticking_get(head, inp, functools.partial(emit, put=run.puts[0], stats=stats[0]))
+                  if head.tick_interval else inp.get)
     try:
         while (batch := await next_batch()) is not None:
-            stats.events_in += len(batch.messages)
-            stats.batches_in += 1
-            started = time.perf_counter()
-            result = await (t.process(batch) if tracer is None else tracer.process(t.name, batch, t.process))
-            elapsed = time.perf_counter() - started
-            stats.busy_seconds += elapsed
-            for h in hooks:
-                h.batch_processed(stats, batch, elapsed)
-            await emit(result, out, stats)
-        await emit(await t.flush(), out, stats)
+            await run.process(0, batch)
+        await run.flush()
     finally:
         out.close()
 
 
-def _ticking_get(t: Transform[Any], inp: Channel, out: Channel,
-                 stats: StageStats) -> Callable[[], Awaitable[Batch | None]]:
+def chains(transforms: Sequence[Transform[Any]]) -> list[list[Transform[Any]]]:
+    """``transforms`` cut into the runs of `transform_loop`: consecutive `Transform.cpu_only`
+    stages (one batch at a time, no timer) together, every other stage alone."""
+    out: list[list[Transform[Any]]] = []
+    for t in transforms:
+        if out and _chainable(t) and _chainable(out[-1][-1]):
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def _chainable(t: Transform[Any]) -> bool:
+    return t.cpu_only and t.concurrency <= 1 and not t.tick_interval
+
+
+def _ticking_get(t: Transform[Any], inp: Channel,
+                 emit_tick: Callable[[Output], Awaitable[None]]) -> Callable[[], Awaitable[Batch | None]]:
     """`inp.get` that meanwhile calls ``t.tick()`` every ``t.tick_interval`` seconds and emits its result."""
     loop = asyncio.get_running_loop()
     interval = t.tick_interval or 0.0
@@ -124,7 +174,7 @@ def _ticking_get(t: Transform[Any], inp: Channel, out: Channel,
                     done, _ = await asyncio.wait({getter}, timeout=remaining)
                     if done:
                         return getter.result()
-                await emit(await t.tick(), out, stats)
+                await emit_tick(await t.tick())
                 next_tick = loop.time() + interval
         finally:
             getter.cancel()
@@ -144,10 +194,10 @@ async def concurrent_transform_loop(t: Transform[Any], inp: Channel, out: Channe
     feeder = asyncio.create_task(_feed(t, inp, stats, slots, results, tracer))
     try:
         while (fut := await results.get()) is not None:
-            await emit(await fut, out, stats)
+            await emit(await fut, out.put, stats)
             slots.release()
         await feeder
-        await emit(await t.flush(), out, stats)
+        await emit(await t.flush(), out.put, stats)
     finally:
         feeder.cancel()
         out.close()

@@ -27,13 +27,8 @@ class Router:
     async def run(self, inp: Channel) -> None:
         """Route every batch of ``inp`` until it ends, then close the sink channels."""
         try:
-            if len(self.routes) == 1 and self.routes[0][0].when is None:
-                out = self.routes[0][1]
-                while (batch := await inp.get()) is not None:
-                    await out.put(batch)
-            else:
-                while (batch := await inp.get()) is not None:
-                    await self._fan_out(batch)
+            while (batch := await inp.get()) is not None:
+                await self._fan_out(batch)
         finally:
             for _, ch in self.routes:
                 ch.close()

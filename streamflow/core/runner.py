@@ -1,13 +1,13 @@
 """`Runner`: runs a `Pipeline` as supervised tasks joined by bounded channels.
 
 The runner owns the lifecycle of a run: it wires the channels, opens the
-stages, starts one task per stage and supervises them, shuts down gracefully
+stages, starts one task per stage (or chain of stages) and supervises them, shuts down gracefully
 (contract 4) and fails the pipeline cleanly when a stage raises outside its
 per-event error policy — it never stalls silently. The work inside the tasks
 belongs to small collaborators it composes:
 
-* `loops` — the source and transform loops;
-* `routing.Router` — fan-out to the sinks by predicate;
+* `loops` — the source and transform loops, and the chains of transforms that share a task;
+* `routing.Router` — fan-out to the sinks by predicate (none for one sink that takes everything);
 * `delivery.Delivery` — sink writes, acks, and retry of an outage;
 * `commits.Committer` — periodic and final checkpoints (contract 2);
 * `signals.ShutdownSignals` — SIGTERM/SIGINT;
@@ -29,7 +29,7 @@ from .commits import Committer
 from .delivery import Delivery
 from .errors import PipelineFailed
 from .log_throttle import LogThrottle
-from .loops import close_after, concurrent_transform_loop, source_loop, transform_loop
+from .loops import chains, close_after, concurrent_transform_loop, source_loop, transform_loop
 from .pipeline import Pipeline
 from .result import EXIT_ABORTED, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunnerHooks, RunResult
 from .routing import Router
@@ -76,17 +76,32 @@ class Runner:
         self._reason: str | None = None
         self._failure: BaseException | None = None
         self._committer = Committer(pipeline.sources, self.settings.commit_interval)
-        names = [t.name for t in pipeline.transforms]
-        #: The chain: sources -> transform 1 -> … -> router.
-        self._links = [self._channel(f"{a}->{b}") for a, b in zip(["sources", *names], [*names, "sinks"],
-                                                                   strict=True)]
+        #: The transforms as their tasks run them: consecutive `Transform.cpu_only` stages in one.
+        self._chains = chains(pipeline.transforms)
+        ends = [("sources", c[0].name) for c in self._chains[:1]] + [
+            (a[-1].name, b[0].name) for a, b in zip(self._chains, self._chains[1:], strict=False)]
+        last = self._chains[-1][-1].name if self._chains else "sources"
+        #: sources -> chain 1 -> … -> router; straight into the sink's channel when the router has
+        #: nothing to choose (one sink, no ``when``).
+        self._links = [self._channel(f"{a}->{b}") for a, b in ends]
+        direct = self._routes_directly(pipeline)
+        if not direct:
+            self._links.append(self._channel(f"{last}->sinks"))
         self._sink_channels = [self._channel(f"->{r.sink.name}") for r in pipeline.sinks]
+        if direct:
+            self._links.append(self._sink_channels[0])
         dlq = pipeline.dead_letter_sink
         self._dlq_channel = self._channel(f"->{dlq.name}") if dlq is not None else None
         timeout = self.settings.stall_timeout
         #: Notices a run that makes no progress while events wait (None: stall_timeout is null).
         self.stall = StallDetector(timeout) if timeout is not None else None
         self._deliveries: list[Delivery] = []
+
+    @staticmethod
+    def _routes_directly(pipeline: Pipeline) -> bool:
+        """One sink, every event to it: the last stage writes into its channel, no router between."""
+        return (len(pipeline.sinks) == 1 and pipeline.sinks[0].when is None
+                and not pipeline.side_output_sinks())
 
     def _channel(self, name: str) -> Channel:
         cap = self.settings.channel
@@ -261,13 +276,15 @@ class Runner:
         sources = [_task(source_loop(s, first, self.stats[s.name], self._stopping, self.tracer),
                          f"source:{s.name}") for s in p.sources]
         tasks = [*sources, _task(close_after(sources, first), "sources-closer")]
-        tasks += [_task(self._transform_loop(i, t), f"transform:{t.name}") for i, t in enumerate(p.transforms)]
+        tasks += [_task(self._transform_loop(i, chain), "transform:" + "+".join(t.name for t in chain))
+                  for i, chain in enumerate(self._chains)]
         side = p.side_output_sinks()  # fed by their stages: closed once every stage ended
         routed = [(r, ch) for r, ch in zip(p.sinks, self._sink_channels, strict=True) if r.sink.name not in side]
         tasks += [_task(close_after(tasks[:], ch), f"closer:{r.sink.name}")
                   for r, ch in zip(p.sinks, self._sink_channels, strict=True) if r.sink.name in side]
-        tasks.append(_task(Router([r for r, _ in routed], [ch for _, ch in routed]).run(self._links[-1]),
-                           "route"))
+        if not self._routes_directly(p):
+            tasks.append(_task(Router([r for r, _ in routed], [ch for _, ch in routed]).run(self._links[-1]),
+                               "route"))
         tasks += [_task(self._delivery(r.sink).run(ch), f"sink:{r.sink.name}")
                   for r, ch in zip(p.sinks, self._sink_channels, strict=True)]
         if p.dead_letter_sink is not None and self._dlq_channel is not None:
@@ -277,11 +294,11 @@ class Runner:
                                f"sink:{p.dead_letter_sink.name}"))
         return tasks
 
-    def _transform_loop(self, i: int, t: Transform[Any]) -> Coroutine[Any, Any, None]:
-        inp, out, stats = self._links[i], self._links[i + 1], self.stats[t.name]
+    def _transform_loop(self, i: int, chain: list[Transform[Any]]) -> Coroutine[Any, Any, None]:
+        inp, out, t = self._links[i], self._links[i + 1], chain[0]
         if t.concurrency <= 1:
-            return transform_loop(t, inp, out, stats, self.hooks, self.tracer)
-        return concurrent_transform_loop(t, inp, out, stats, self.tracer)
+            return transform_loop(chain, inp, out, [self.stats[s.name] for s in chain], self.hooks, self.tracer)
+        return concurrent_transform_loop(t, inp, out, self.stats[t.name], self.tracer)
 
     def _delivery(self, sink: Sink[Any]) -> Delivery:
         delivery = Delivery(sink, self.stats[sink.name], self.hooks, self.settings.sink_retry, self.tracer)

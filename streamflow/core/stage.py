@@ -297,6 +297,17 @@ class Transform(Component[TC]):
         """Why this stage runs one batch at a time (None: it may run ``concurrency`` at once)."""
         return "it processes one batch at a time, in order"
 
+    @property
+    def cpu_only(self) -> bool:
+        """Whether `process` only computes: it waits on no I/O and no timer while all goes well
+        (its error policy may wait, as a dead letter or a retry does).
+
+        The runner chains consecutive such stages into one task: each batch goes through all of
+        them at once, while its events are still in the CPU caches, with no queue between them.
+        Default False: a stage that waits keeps its own task, so its neighbours work meanwhile.
+        """
+        return False
+
     #: Whether the stage's `partition_listener` needs a partitioned input (a config error without
     #: one). False: the stage keeps its state per input partition when the input is partitioned,
     #: and in memory otherwise (window, dedupe); its listener is registered only in the first case.

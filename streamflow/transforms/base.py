@@ -47,6 +47,10 @@ class EventTransform(Transform[EC]):
             return None  # up to `concurrency` events (and batches) in flight
         return "its work is synchronous, so it runs one event at a time on the event loop"
 
+    @property
+    def cpu_only(self) -> bool:
+        return not self.is_async
+
     async def open(self, ctx: StageContext) -> None:
         await super().open(ctx)
         self.errors = ctx.error_handler(self.errors.policy)

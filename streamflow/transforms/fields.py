@@ -106,6 +106,10 @@ class ValueTransform(Transform[VC]):
         await super().open(ctx)
         self.errors = ctx.error_handler(self.errors.policy)
 
+    @property
+    def cpu_only(self) -> bool:
+        return True
+
     @abstractmethod
     def apply(self, value: Any) -> Any:
         """The new value of one event (may change ``value`` in place and return it)."""

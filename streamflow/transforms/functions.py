@@ -51,6 +51,10 @@ class _FunctionTransform(EventTransform[FunctionConfig]):
         if c.state is not None:
             self.keyed = KeyedState(c.name or self.type_name, c.state, c.state_backend, c.state_dir)
 
+    @property
+    def cpu_only(self) -> bool:
+        return self.keyed is None and super().cpu_only  # keyed state awaits its changelog
+
     def serial_reason(self) -> str | None:
         if self.keyed is not None:
             return "its keyed state is applied in input order, one event at a time"

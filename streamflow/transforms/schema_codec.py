@@ -94,6 +94,10 @@ class _SchemaStage(EventTransform[SC]):
     def setup(self) -> None:
         self.registry = SchemaRegistry(self.config.registry)
 
+    @property
+    def cpu_only(self) -> bool:
+        return False  # it fetches the schemas it has not seen from the registry
+
     def check_inputs(self) -> list[tuple[str, str]]:
         schema = self.config.schema_
         if isinstance(schema, str) and schema and not Path(schema).is_file():
