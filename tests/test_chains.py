@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from streamflow import Pipeline
 from streamflow.connectors.memory import MemorySink, MemorySource
 from streamflow.core.batch import Batch
 from streamflow.core.loops import chains
-from streamflow.core.runner import EXIT_OK, Runner
+from streamflow.core.runner import EXIT_FAILED, EXIT_OK, Runner
 from streamflow.core.stage import Transform, TransformConfig
 from streamflow.transforms.functions import Filter, Map
 
@@ -85,3 +87,23 @@ def test_the_graph_marks_chained_stages() -> None:
     assert "s0 -->|queue 1 batch / 20000 events| t1" in text
     assert "t1 -->|chained| t2" in text
     assert "t2 -->|queue 1 batch / 20000 events| t3" in text
+
+
+class CrashOnThird(HoldAll):
+    """Compute-only; raises (outside any error policy) on its third batch."""
+
+    async def process(self, batch: Batch) -> Batch:
+        self.held.append(batch)
+        if len(self.held) == 3:
+            raise RuntimeError("stage bug")
+        return batch
+
+
+def test_a_stage_that_crashes_inside_a_chain_fails_the_run_and_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    src, out = MemorySource(values=list(range(50)), batch_size=5), MemorySink()
+    p = (Pipeline("c", channel={"max_batches": 1}).source(src).map(lambda v: v, name="first")
+         .transform(CrashOnThird(name="crash")).sink(out))
+    result = p.run(handle_signals=False)
+    assert result.exit_code == EXIT_FAILED and "stage bug" in result.reason
+    assert "transform:first+crash crashed" in caplog.text and "raised by stage 'crash'" in caplog.text
+    assert src.committed.get(0, 0) <= 10  # nothing past the batches written before the crash

@@ -107,7 +107,12 @@ class _Chain:
         stats.events_in += len(batch.messages)
         stats.batches_in += 1
         started = time.perf_counter()
-        result = await (t.process(batch) if tracer is None else tracer.process(t.name, batch, t.process))
+        try:
+            result = await (t.process(batch) if tracer is None else tracer.process(t.name, batch, t.process))
+        except Exception as exc:
+            if len(self.stages) > 1:  # the task is named after the whole chain: say which stage raised
+                exc.add_note(f"raised by stage {t.name!r}")
+            raise
         elapsed = time.perf_counter() - started
         stats.busy_seconds += elapsed
         for h in self.hooks:
