@@ -262,6 +262,9 @@ async def test_a_collector_that_is_down_does_not_hold_the_end_of_the_run(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    # the exporter's own retries (waits of 1 s, 2 s … with random jitter) then give up within 3 s, not 10:
+    # its thread is gone before later tests run (Hypothesis warns if `random` is used while it draws)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
     pipeline = Pipeline("down").source(MemorySource(values=[1, 2, 3])).sink(MemorySink(name="out"))
     tracer = otlp_tracer(pipeline.name)
     tracer.flush_timeout = 0.2  # instead of FLUSH_TIMEOUT, to keep the test short

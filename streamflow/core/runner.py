@@ -78,15 +78,14 @@ class Runner:
         self._committer = Committer(pipeline.sources, self.settings.commit_interval)
         #: The transforms as their tasks run them: consecutive `Transform.cpu_only` stages in one.
         self._chains = chains(pipeline.transforms)
-        ends = [("sources", c[0].name) for c in self._chains[:1]] + [
-            (a[-1].name, b[0].name) for a, b in zip(self._chains, self._chains[1:], strict=False)]
-        last = self._chains[-1][-1].name if self._chains else "sources"
+        writers = ["sources", *(c[-1].name for c in self._chains)]
+        readers = [*(c[0].name for c in self._chains), "sinks"]
         #: sources -> chain 1 -> … -> router; straight into the sink's channel when the router has
         #: nothing to choose (one sink, no ``when``).
-        self._links = [self._channel(f"{a}->{b}") for a, b in ends]
+        self._links = [self._channel(f"{a}->{b}") for a, b in zip(writers[:-1], readers[:-1], strict=True)]
         direct = self._routes_directly(pipeline)
         if not direct:
-            self._links.append(self._channel(f"{last}->sinks"))
+            self._links.append(self._channel(f"{writers[-1]}->sinks"))
         self._sink_channels = [self._channel(f"->{r.sink.name}") for r in pipeline.sinks]
         if direct:
             self._links.append(self._sink_channels[0])
