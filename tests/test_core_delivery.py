@@ -61,7 +61,7 @@ def fresh() -> None:
 
 
 async def feed(tracker: AckTracker, *batches: list[int]) -> Channel:
-    ch = Channel("->sink")
+    ch = Channel("->sink", max_batches=len(batches))
     for i, values in enumerate(batches, 1):
         await ch.put(Batch([Message(v) for v in values], [tracker.track(0, i)]))
     ch.close()

@@ -13,8 +13,8 @@ from streamflow.core.routing import Router
 
 async def route(routes: list[SinkRoute], *batches: Batch) -> list[list[Batch]]:
     """Run the router over ``batches``; what each sink channel received, in order."""
-    inp = Channel("->route")
-    outs = [Channel(f"->{r.sink.name}") for r in routes]
+    inp = Channel("->route", max_batches=len(batches))  # filled before the router runs
+    outs = [Channel(f"->{r.sink.name}", max_batches=len(batches)) for r in routes]
     for batch in batches:
         await inp.put(batch)
     inp.close()

@@ -21,8 +21,8 @@ class Channel:
     `close` marks the end of the stream; `get` then returns None once drained.
     """
 
-    def __init__(self, name: str, max_batches: int = 8, max_events: int = 50_000,
-                 max_bytes: int = 64 << 20) -> None:
+    def __init__(self, name: str, max_batches: int = 1, max_events: int = 20_000,
+                 max_bytes: int = 16 << 20) -> None:  # the defaults of `settings.channel`
         if max_batches < 1 or max_events < 1 or max_bytes < 1:
             raise ValueError("channel capacities must be >= 1")
         self.name = name
