@@ -14,7 +14,8 @@ fetched batch), ``bare-aiokafka-batch`` (``create_batch``/``send_batch`` per
 output partition, each key's partition hashed once: the ceiling of aiokafka), ``streamflow``, and the peers
 ``quixstreams``, ``faust`` and ``bytewax`` (benchmarks/peers/); on request
 ``streamflow-eos`` (``settings.delivery: exactly_once``, default commit interval)
-beside ``streamflow`` for the cost of transactions.
+beside ``streamflow`` for the cost of transactions, and ``quixstreams-eos`` (Quix's
+``processing_guarantee="exactly-once"``) to compare with.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ PARTITIONS = 3
 #: defaults (``batch_size: 5000``, ``channel.max_batches: 8``).
 BATCH = 5000
 #: Peer variant -> the module it needs.
-PEER_MODULES = {"quixstreams": "quixstreams", "faust": "faust", "bytewax": "bytewax"}
+PEER_MODULES = {"quixstreams": "quixstreams", "quixstreams-eos": "quixstreams", "faust": "faust", "bytewax": "bytewax"}
 
 
 class KafkaEnrich(Workload):
     name = "kafka-enrich"
     variants = ("bare-aiokafka-send", "bare-aiokafka-batch", "streamflow", "streamflow-w2", "quixstreams", "faust",
-                "bytewax", "streamflow-b5000-ch8", "streamflow-eos")
-    extras = frozenset({"streamflow-b5000-ch8", "streamflow-eos"})
-    peers = frozenset({"quixstreams", "faust", "bytewax"})
+                "bytewax", "streamflow-b5000-ch8", "streamflow-eos", "quixstreams-eos")
+    extras = frozenset({"streamflow-b5000-ch8", "streamflow-eos", "quixstreams-eos"})
+    peers = frozenset({"quixstreams", "faust", "bytewax", "quixstreams-eos"})
     baselines = ("bare-aiokafka-send", "bare-aiokafka-batch")
     default_n = 500_000
     timeout = 300.0
@@ -83,7 +84,7 @@ class KafkaEnrich(Workload):
                 "end_offsets": {str(p): o for p, o in ends.items()},
                 "batch_size": _batch_size(variant),
                 "channel_batches": 8 if variant == "streamflow-b5000-ch8" else None,
-                "delivery": "exactly_once" if variant == "streamflow-eos" else "at_least_once"}
+                "delivery": "exactly_once" if variant.endswith("-eos") else "at_least_once"}
 
     def verify(self, variant: str, params: dict[str, Any], result: dict[str, Any]) -> str | None:
         if result.get("unsupported"):
@@ -133,6 +134,13 @@ class KafkaEnrich(Workload):
             cost = 1 - by["streamflow-eos"].median / sf.median
             lines.append(f"kafka-enrich: exactly_once costs {cost:.0%} of at_least_once's throughput "
                          f"(target <= 15%: {'met' if cost <= 0.15 else 'NOT met'})")
+        quix, quix_eos = by.get("quixstreams"), by.get("quixstreams-eos")
+        if quix is not None and quix_eos is not None and quix.median:
+            lines.append(f"kafka-enrich: quixstreams' exactly-once costs {1 - quix_eos.median / quix.median:.0%} of "
+                         "its at-least-once throughput")
+        if sf is not None and "streamflow-eos" in by and quix_eos is not None and quix_eos.median:
+            lines.append(f"kafka-enrich: exactly-once, streamflow / quixstreams = "
+                         f"{by['streamflow-eos'].median / quix_eos.median:.2f}x events/s")
         return lines
 
     @classmethod

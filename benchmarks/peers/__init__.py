@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 #: Variant name -> module in this package.
-PEERS = {"quixstreams": "quix", "faust": "faust_app", "bytewax": "bytewax_flow"}
+PEERS = {"quixstreams": "quix", "quixstreams-eos": "quix", "faust": "faust_app", "bytewax": "bytewax_flow"}
 
 
 def run_peer(variant: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""kafka-enrich with Quix Streams: a StreamingDataFrame filter -> apply -> to_topic."""
+"""kafka-enrich with Quix Streams: a StreamingDataFrame filter -> apply -> to_topic.
+
+``params["delivery"] == "exactly_once"`` (variant ``quixstreams-eos``) runs it with Quix's
+``processing_guarantee="exactly-once"`` (a Kafka transaction per commit interval).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     index = data.table_index()
     app = Application(broker_address=params["bootstrap"], consumer_group=params["group"],
                       auto_offset_reset="earliest", commit_interval=1.0, loglevel="WARNING",
-                      use_changelog_topics=False, auto_create_topics=False)
+                      use_changelog_topics=False, auto_create_topics=False,
+                      processing_guarantee="exactly-once" if params.get("delivery") == "exactly_once"
+                      else "at-least-once")
     source = app.topic(params["input_topic"], value_deserializer="json")
     sink = app.topic(params["output_topic"], value_serializer="json")
     state = {"count": 0, "t_first": None}
