@@ -159,6 +159,40 @@ async def test_lean_fetches_hand_over_records_from_the_fetch_offset_skipping_con
 
 
 @pytest.mark.kafka
+async def test_lean_fetches_read_committed_skip_aborted_transactions(kafka):
+    topic = await kafka.topic("adapter-lean-committed", 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=f"{topic}-txn")
+    await producer.start()
+    try:
+        for name, count, commit in (("a", 3, True), ("b", 4, False), ("c", 2, True)):
+            await producer.begin_transaction()
+            for i in range(count):
+                await (await producer.send(topic, b"%s%d" % (name.encode(), i), partition=0))
+            await (producer.commit_transaction() if commit else producer.abort_transaction())
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        assert _aiokafka.lean_fetches(consumer)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        records: list[Any] = []
+        while len(records) < 5:
+            got = await consumer.getmany(timeout_ms=10_000)
+            assert got, "no records fetched"
+            records += got[tp]
+        position = await consumer.position(tp)
+    finally:
+        await consumer.stop()
+    assert [r.value for r in records] == [b"a0", b"a1", b"a2", b"c0", b"c1"]  # the aborted b* left out
+    assert position == 3 + 1 + 4 + 1 + 2 + 1  # past the records and the three markers
+    assert type(records[0]).__name__ != "ConsumerRecord"  # the records as fetched
+
+
+@pytest.mark.kafka
 async def test_lean_fetches_leave_no_fetch_response_to_the_cyclic_collector(kafka):
     """A pipeline allocates and frees as much as it allocates, so the cyclic GC may never run: every
     fetch response must be freed by reference counting (it was kept in a cycle: 1 MiB per fetch)."""

@@ -35,8 +35,9 @@ from itertools import chain
 from traceback import walk_tb
 from typing import Any, Protocol, cast
 
-from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchResult
-from aiokafka.errors import CorruptRecordException
+from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult
+from aiokafka.errors import CorruptRecordException, KafkaError
+from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 #: Kafka record headers as aiokafka takes and gives them.
@@ -190,10 +191,11 @@ def lean_fetches(consumer: Consumer) -> bool:
     dataclass of 11 fields, ~0.9 µs) on its way out of ``getmany``; the
     record it was made from already has what the source reads (``offset``,
     ``timestamp``, ``key``, ``value``, ``headers``). This hands those over, the
-    records of each record batch taken by one C-level iteration. Only for
-    ``read_uncommitted`` without deserializers (else nothing changes), and only
-    for a consumer drained with ``getmany`` **without** ``max_records`` (and no
-    ``max_poll_records``): the fetch position moves per record batch, not per
+    records of each record batch taken by one C-level iteration; under
+    ``read_committed`` the batches of aborted transactions are skipped as
+    aiokafka skips them. Only without deserializers (else nothing changes), and
+    only for a consumer drained with ``getmany`` **without** ``max_records`` (and
+    no ``max_poll_records``): the fetch position moves per record batch, not per
     record. False where aiokafka's fetcher is not as expected.
     """
     fetcher = getattr(consumer, "_fetcher", None)
@@ -211,8 +213,7 @@ class _LeanFetches(OrderedDict[Any, Any]):
     def __setitem__(self, tp: Any, result: Any) -> None:
         if type(result) is FetchResult:
             records = result._partition_records
-            if (records._isolation_level == READ_UNCOMMITTED and records._key_deserializer is None
-                    and records._value_deserializer is None):
+            if records._key_deserializer is None and records._value_deserializer is None:
                 result._partition_records = _LeanPartitionRecords(records)
                 # its unstarted record generator refers back to it: a cycle that would keep the fetch response
                 # (up to max_partition_fetch_bytes) until the cyclic collector runs, which may be never
@@ -222,8 +223,9 @@ class _LeanFetches(OrderedDict[Any, Any]):
 
 class _LeanPartitionRecords:
     """One partition's fetched records, as aiokafka's ``PartitionRecords`` gives them but without
-    a ``ConsumerRecord`` each: CRCs checked, control batches skipped, records before the fetch
-    offset (a compressed or compacted batch fetched from its start) left out.
+    a ``ConsumerRecord`` each: CRCs checked, control batches skipped, under ``read_committed``
+    the batches of aborted transactions skipped, records before the fetch offset (a compressed or
+    compacted batch fetched from its start) left out.
 
     The iterator does not refer back to this object (it shares only the position cell), so the
     fetch response it reads is freed by reference counting as soon as it is read through, not
@@ -232,8 +234,9 @@ class _LeanPartitionRecords:
 
     def __init__(self, records: Any) -> None:
         self._position = [records.next_fetch_offset]
+        aborted = list(records._aborted_transactions) if records._isolation_level == READ_COMMITTED else None
         self._it = chain.from_iterable(_record_batches(records._records, records._check_crcs, records._tp,
-                                                       self._position))
+                                                       self._position, aborted))
 
     @property
     def next_fetch_offset(self) -> int:
@@ -248,13 +251,28 @@ class _LeanPartitionRecords:
         return next(self._it)
 
 
-def _record_batches(records: Any, check_crcs: bool, tp: Any, position: list[int]) -> Iterator[Any]:
+def _record_batches(records: Any, check_crcs: bool, tp: Any, position: list[int],
+                    aborted: list[tuple[int, int]] | None) -> Iterator[Any]:
     """The record batches of a fetch response (lists where records before ``position[0]`` are left
-    out), moving ``position[0]`` past each one."""
+    out), moving ``position[0]`` past each one.
+
+    ``aborted`` (``read_committed``): the response's aborted transactions as ``(producer id, first
+    offset)``, by offset; a transactional batch of a producer whose transaction is aborted at that
+    offset is skipped, up to the producer's abort marker (as aiokafka's ``PartitionRecords`` does).
+    """
+    aborting: set[int] = set()
     while records.has_next():
         batch = records.next_batch()
         if check_crcs and not batch.validate_crc():
             raise CorruptRecordException(f"Invalid CRC - {tp}")
+        if aborted is not None and batch.producer_id is not None:
+            while aborted and aborted[0][1] <= batch.base_offset:
+                aborting.add(aborted.pop(0)[0])
+            if batch.is_control_batch and _is_abort_marker(batch):
+                aborting.discard(batch.producer_id)
+            if batch.is_transactional and batch.producer_id in aborting:
+                position[0] = batch.next_offset
+                continue
         if not getattr(batch, "is_control_batch", False):
             start = position[0]
             if type(batch) is DefaultRecordBatch and batch.base_offset >= start:
@@ -262,6 +280,15 @@ def _record_batches(records: Any, check_crcs: bool, tp: Any, position: list[int]
             else:
                 yield [r for r in batch if r.offset >= start]
         position[0] = batch.next_offset
+
+
+def _is_abort_marker(control_batch: Any) -> bool:
+    """Whether a control batch is a transaction's abort marker (not a commit marker)."""
+    try:
+        record = next(control_batch)
+    except StopIteration:
+        raise KafkaError("Control batch did not contain any records") from None
+    return bool(ControlRecord.parse(record.key) == ABORT_MARKER)
 
 
 #: The aiokafka function (``Sender._maybe_wait_for_pid``) a refused InitProducerId is raised through.

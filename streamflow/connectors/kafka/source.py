@@ -91,7 +91,7 @@ class KafkaSource(Source[KafkaSourceConfig]):
         consumer: Consumer = await start_client(lambda: AIOKafkaConsumer(**options),
                                                 f"kafka source {self.name}", c.connect_timeout, log,
                                                 c.bootstrap_servers)
-        lean_fetches(consumer)  # records as fetched, no ConsumerRecord each (read_uncommitted only)
+        lean_fetches(consumer)  # records as fetched, no ConsumerRecord each
         self._consumer = consumer
         listener = _RebalanceListener(self)
         if c.pattern:
