@@ -120,6 +120,27 @@ async def test_raw_append_and_sealed_batches_are_accepted_in_sequence_by_an_idem
     assert [(r.offset, r.key, r.value) for r in records] == [(i, b"k%d" % i, b"v%d" % i) for i in range(9)]
 
 
+async def _read_lean(bootstrap: str, topic: str, start: int, want: int,
+                     **options: Any) -> tuple[list[Any], int]:
+    """At least ``want`` records of partition 0 from offset ``start`` through a lean consumer, and its
+    position after them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        assert _aiokafka.lean_fetches(consumer)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        records: list[Any] = []
+        while len(records) < want:
+            got = await consumer.getmany(timeout_ms=10_000)
+            assert got, "no records fetched"
+            records += got[tp]
+        return records, await consumer.position(tp)
+    finally:
+        await consumer.stop()
+
+
 @pytest.mark.kafka
 async def test_lean_fetches_hand_over_records_from_the_fetch_offset_skipping_control_batches(kafka):
     topic = await kafka.topic("adapter-lean", 1)
@@ -135,27 +156,13 @@ async def test_lean_fetches_hand_over_records_from_the_fetch_offset_skipping_con
             await (await producer.send(topic, b"after", key=b"k10", partition=0))
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        assert _aiokafka.lean_fetches(consumer)
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 4)  # inside the first record batch: records 0-3 must not come back
-        records: list[Any] = []
-        while len(records) < 7:
-            got = await consumer.getmany(timeout_ms=10_000)
-            assert got, "no records fetched"
-            records += got[tp]
-        position = await consumer.position(tp)
-    finally:
-        await consumer.stop()
+    # from inside the first record batch: records 0-3 must not come back
+    records, position = await _read_lean(kafka.bootstrap, topic, 4, 7)
     assert [r.value for r in records] == [b"v%d" % i for i in range(4, 10)] + [b"after"]
     assert [r.offset for r in records[:6]] == list(range(4, 10))  # offset 10 is the first commit marker
     assert records[-1].offset == 11 and position == 13  # past the second transaction's marker
     assert records[0].key == b"k4" and list(records[0].headers) == [("h", b"4")] and records[0].timestamp > 0
     assert type(records[0]).__name__ != "ConsumerRecord"  # the records as fetched
-
 
 
 @pytest.mark.kafka
@@ -171,22 +178,7 @@ async def test_lean_fetches_read_committed_skip_aborted_transactions(kafka):
             await (producer.commit_transaction() if commit else producer.abort_transaction())
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        assert _aiokafka.lean_fetches(consumer)
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        records: list[Any] = []
-        while len(records) < 5:
-            got = await consumer.getmany(timeout_ms=10_000)
-            assert got, "no records fetched"
-            records += got[tp]
-        position = await consumer.position(tp)
-    finally:
-        await consumer.stop()
+    records, position = await _read_lean(kafka.bootstrap, topic, 0, 5, isolation_level="read_committed")
     assert [r.value for r in records] == [b"a0", b"a1", b"a2", b"c0", b"c1"]  # the aborted b* left out
     assert position == 3 + 1 + 4 + 1 + 2 + 1  # past the records and the three markers
     assert type(records[0]).__name__ != "ConsumerRecord"  # the records as fetched
